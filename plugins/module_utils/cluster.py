@@ -1,0 +1,203 @@
+# -*- coding: utf-8 -*-
+# Copyright: hashslot.redis contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading cluster state from many nodes and waiting for them to agree."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeClient, NodeError, NodePool, parse_info, parse_version
+from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterNode, ClusterView, format_ranges
+
+POLL_INTERVAL = 0.05
+
+
+class ClusterError(Exception):
+    """A refusal or failure worth showing the operator as it is (names node and reason).
+
+    `changed` says whether anything had been written before it was raised.
+    """
+
+    def __init__(self, message: str, changed: bool = False):
+        super().__init__(message)
+        self.changed = changed
+
+
+@dataclass
+class NodeState:
+    """What one node says about itself and the cluster, read in one round trip."""
+    address: str
+    client: NodeClient
+    node_id: str
+    view: ClusterView
+    cluster_state: str
+    keys: int
+    version: Tuple[int, int, int]
+    server_name: str
+    config: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def myself(self) -> ClusterNode:
+        return self.view.myself
+
+    @property
+    def is_fresh(self) -> bool:
+        """Knows only itself and owns no slot: never part of a cluster."""
+        return len(self.view.members()) == 1 and not self.myself.slots and not self.myself.is_replica
+
+
+_CONFIG_NAMES = ('cluster-announce-ip', 'cluster-port', 'cluster-announce-bus-port', 'cluster-announce-port')
+
+
+def read_node(client: NodeClient, with_config: bool = False) -> NodeState:
+    """INFO, CLUSTER NODES, CLUSTER INFO and DBSIZE of one node, pipelined."""
+    commands: List[Tuple] = [('INFO', 'server'), ('INFO', 'cluster')]
+    replies = client.pipeline(commands)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise NodeError(client.address, f'INFO failed: {reply}')
+    server = parse_info(replies[0])
+    if parse_info(replies[1]).get('cluster_enabled') != '1':
+        raise NodeError(client.address, 'cluster support is disabled; set "cluster-enabled yes" in its configuration and restart it')
+    commands = [('CLUSTER', 'NODES'), ('CLUSTER', 'INFO'), ('DBSIZE',)]
+    if with_config:
+        commands.extend(('CONFIG', 'GET', name) for name in _CONFIG_NAMES)
+    replies = client.pipeline(commands)
+    for reply in replies[:3]:
+        if isinstance(reply, Exception):
+            raise NodeError(client.address, f'cluster query failed: {reply}')
+    view = ClusterView.parse(client.address, replies[0])
+    config: Dict[str, str] = {}
+    for reply in replies[3:]:
+        # CONFIG may be denied by an ACL; the defaults then apply.
+        if isinstance(reply, list) and len(reply) >= 2:
+            config[reply[0]] = reply[1]
+    server_name = 'valkey' if 'valkey_version' in server or server.get('server_name') == 'valkey' else 'redis'
+    version_text = server.get('valkey_version') or server.get('redis_version', '')
+    return NodeState(
+        address=client.address,
+        client=client,
+        node_id=view.myself.id,
+        view=view,
+        cluster_state=parse_info(replies[1]).get('cluster_state', ''),
+        keys=int(replies[2]),
+        version=parse_version(version_text),
+        server_name=server_name,
+        config=config,
+    )
+
+
+def read_views(clients: Iterable[NodeClient]) -> Dict[str, NodeState]:
+    return {client.address: read_node(client) for client in clients}
+
+
+def wait_until(check: Callable[[], Optional[str]], timeout: float, what: str) -> None:
+    """Poll `check` (None = done, else the reason it is not) every 50 ms until done or timeout."""
+    deadline = time.monotonic() + timeout
+    reason = None
+    while True:
+        try:
+            reason = check()
+        except NodeError as exc:
+            reason = str(exc)
+        if reason is None:
+            return
+        if time.monotonic() >= deadline:
+            raise ClusterError(f'timed out after {timeout:g}s waiting for {what}: {reason}')
+        time.sleep(POLL_INTERVAL)
+
+
+def disagreement(states: Dict[str, NodeState], require_ok: bool = True) -> Optional[str]:
+    """None when every node has the same slot map and replica relations (and cluster_state ok)."""
+    reference_address = None
+    reference = None
+    for address, state in states.items():
+        if require_ok and state.cluster_state != 'ok':
+            return f'{address} reports cluster_state:{state.cluster_state}'
+        handshaking = [node.address for node in state.view.nodes.values() if node.in_handshake]
+        if handshaking:
+            return f'{address} is still in handshake with {", ".join(handshaking)}'
+        fingerprint = state.view.fingerprint()
+        if reference is None:
+            reference_address, reference = address, fingerprint
+        elif fingerprint != reference:
+            return f'{address} and {reference_address} disagree on the slot map or on replica roles'
+    return None
+
+
+def wait_for_agreement(clients: Sequence[NodeClient], timeout: float, require_ok: bool = True,
+                       extra: Optional[Callable[[Dict[str, NodeState]], Optional[str]]] = None) -> Dict[str, NodeState]:
+    """Poll every node until they agree (and `extra` has no complaint); return the final states."""
+    latest: Dict[str, Dict[str, NodeState]] = {}
+
+    def check() -> Optional[str]:
+        states = read_views(clients)
+        latest['states'] = states
+        reason = disagreement(states, require_ok)
+        if reason is None and extra is not None:
+            reason = extra(states)
+        return reason
+
+    wait_until(check, timeout, 'the nodes to agree on the cluster configuration')
+    return latest['states']
+
+
+def node_entry(node: ClusterNode, view: ClusterView, zone: Optional[str] = None) -> Dict:
+    """A node as modules return it."""
+    master = view.nodes.get(node.master_id) if node.master_id else None
+    entry = dict(
+        id=node.id,
+        address=node.address,
+        host=node.host,
+        port=node.port,
+        role=node.role,
+        master_id=node.master_id,
+        master_address=master.address if master else None,
+        slots=format_ranges(node.slots),
+        slot_count=node.slot_count,
+        flags=[flag for flag in node.flags if flag not in ('myself',)],
+        link_state=node.link_state,
+        config_epoch=node.config_epoch,
+    )
+    if node.hostname:
+        entry['hostname'] = node.hostname
+    if zone:
+        entry['zone'] = zone
+    return entry
+
+
+def describe_cluster(view: ClusterView, zones: Optional[Dict[str, str]] = None) -> List[Dict]:
+    zones = zones or {}
+    return [node_entry(node, view, zones.get(node.address) or zones.get(node.id))
+            for node in sorted(view.members(), key=lambda item: (item.host, item.port))]
+
+
+def layout_of_view(view: ClusterView, zones: Optional[Dict[str, str]] = None) -> List[Dict]:
+    """Entries for render_layout from a live view."""
+    zones = zones or {}
+    entries = []
+    for node in view.members():
+        master = view.nodes.get(node.master_id) if node.master_id else None
+        entries.append(dict(address=node.address, role=node.role, slots=node.slots,
+                            master_address=master.address if master else None,
+                            zone=zones.get(node.address) or zones.get(node.id)))
+    return entries
+
+
+def discover(pool: NodePool, seed_host: str, seed_port: int) -> Tuple[NodeState, Dict[str, NodeState], Dict[str, str]]:
+    """Read the seed, then every member it knows; unreachable members are reported, not raised."""
+    seed_client = pool.get(seed_host, seed_port)
+    seed = read_node(seed_client)
+    states: Dict[str, NodeState] = {seed.address: seed}
+    unreachable: Dict[str, str] = {}
+    for node in seed.view.members():
+        if node.is_myself or node.address in states:
+            continue
+        try:
+            states[node.address] = read_node(pool.get(node.host, node.port))
+        except NodeError as exc:
+            unreachable[node.address] = exc.reason
+    return seed, states, unreachable

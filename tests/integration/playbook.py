@@ -1,0 +1,85 @@
+"""Run tasks through ansible-playbook, the way operators run the modules, and collect results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS = os.path.join(REPO, '.collections')
+
+
+@dataclass
+class PlaybookRun:
+    returncode: int
+    results: List[Dict[str, Any]]
+    output: str
+
+    def result(self, index: int = 0) -> Dict[str, Any]:
+        return self.results[index]
+
+
+def ansible_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+        ANSIBLE_HOST_KEY_CHECKING='False',
+        ANSIBLE_RETRY_FILES_ENABLED='False',
+        ANSIBLE_NOCOLOR='1',
+        ANSIBLE_LOCALHOST_WARNING='False',
+        ANSIBLE_INVENTORY_UNPARSED_WARNING='False',
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+    )
+    env.update(extra or {})
+    return env
+
+
+def run_tasks(tasks: List[Dict[str, Any]], check: bool = False, diff: bool = False, verbosity: int = 0,
+              env: Optional[Dict[str, str]] = None, timeout: float = 600) -> PlaybookRun:
+    """Each task's result is registered and written to a JSON file; failures are kept, not raised."""
+    with tempfile.TemporaryDirectory(prefix='hashslot-play-') as workdir:
+        results_file = os.path.join(workdir, 'results.json')
+        body: List[Dict[str, Any]] = []
+        for index, task in enumerate(tasks):
+            task = dict(task)
+            task['register'] = f'hashslot_result_{index}'
+            task.setdefault('ignore_errors', True)
+            body.append(task)
+        collect = {f'r{index}': f'{{{{ hashslot_result_{index} | default({{}}) }}}}' for index in range(len(tasks))}
+        body.append({
+            'name': 'Write every result for the test',
+            'ansible.builtin.copy': {'content': '{{ hashslot_results | to_json }}', 'dest': results_file, 'mode': '0600'},
+            'vars': {'hashslot_results': collect},
+            'check_mode': False,
+            'diff': False,
+        })
+        play = [{'hosts': 'localhost', 'gather_facts': False, 'tasks': body}]
+        playbook = os.path.join(workdir, 'play.yml')
+        with open(playbook, 'w') as handle:
+            yaml.safe_dump(play, handle, sort_keys=False)
+        command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', playbook]
+        if check:
+            command.append('--check')
+        if diff:
+            command.append('--diff')
+        if verbosity:
+            command.append('-' + 'v' * verbosity)
+        completed = subprocess.run(command, env=ansible_env(env), capture_output=True, text=True, timeout=timeout)
+        output = completed.stdout + completed.stderr
+        if not os.path.exists(results_file):
+            raise AssertionError(f'ansible-playbook did not finish its tasks (rc={completed.returncode}):\n{output}')
+        with open(results_file) as handle:
+            collected = json.load(handle)
+        return PlaybookRun(completed.returncode, [collected[f'r{index}'] for index in range(len(tasks))], output)
+
+
+def run_module(module: str, check: bool = False, diff: bool = False, **params: Any) -> Dict[str, Any]:
+    """One module call through ansible-playbook; returns its registered result."""
+    return run_tasks([{module if '.' in module else f'hashslot.redis.{module}': params}], check=check, diff=diff).result(0)

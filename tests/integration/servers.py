@@ -1,0 +1,195 @@
+"""Real redis-server / valkey-server processes on loopback for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import redis
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVERS_TOOL = os.path.join(REPO, 'tools', 'redis-servers')
+
+
+@dataclass(frozen=True)
+class ServerBuild:
+    """One server flavour and version: where its binaries are."""
+    name: str
+    server: str
+    cli: str
+
+
+def available_builds() -> Dict[str, ServerBuild]:
+    output = subprocess.run([SERVERS_TOOL, 'list'], check=True, capture_output=True, text=True).stdout
+    builds = {}
+    for line in output.splitlines():
+        name, server, cli = line.split()
+        builds[name] = ServerBuild(name, server, cli)
+    return builds
+
+
+def wanted_build_names() -> List[str]:
+    """HASHSLOT_SERVERS restricts the matrix (comma-separated); by default every supported build."""
+    names = os.environ.get('HASHSLOT_SERVERS', 'redis-7.0,redis-8.0.2,valkey-8.1.1')
+    return [name.strip() for name in names.split(',') if name.strip()]
+
+
+def _port_free(port: int) -> bool:
+    for candidate in (port, port + 10000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(('127.0.0.1', candidate))
+            except OSError:
+                return False
+    return True
+
+
+class PortAllocator:
+    """Hands out client ports whose bus port (+10000) is free too."""
+
+    def __init__(self, start: int = 21000, end: int = 29000):
+        self.next_port = start + (os.getpid() % 40) * 100
+        self.end = end
+
+    def take(self) -> int:
+        while self.next_port < self.end:
+            port = self.next_port
+            self.next_port += 1
+            if _port_free(port):
+                return port
+        raise RuntimeError('no free loopback ports left for test servers')
+
+
+@dataclass
+class RedisServer:
+    build: ServerBuild
+    port: int
+    directory: str
+    process: Optional[subprocess.Popen] = None
+    extra: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f'127.0.0.1:{self.port}'
+
+    @property
+    def node(self) -> Dict:
+        return {'host': '127.0.0.1', 'port': self.port}
+
+    def client(self, **kwargs) -> redis.Redis:
+        return redis.Redis(host='127.0.0.1', port=self.port, decode_responses=True, socket_timeout=10, **kwargs)
+
+    def start(self, cluster: bool = True) -> None:
+        args = [
+            self.build.server, '--port', str(self.port), '--bind', '127.0.0.1', '--dir', self.directory,
+            '--daemonize', 'no', '--save', '', '--appendonly', 'no', '--logfile', os.path.join(self.directory, 'server.log'),
+            '--cluster-enabled', 'yes' if cluster else 'no', '--cluster-config-file', 'nodes.conf',
+            '--cluster-node-timeout', '3000', '--repl-diskless-sync-delay', '0',
+        ]
+        for name, value in self.extra.items():
+            args += [f'--{name}', value]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if self.client().ping():
+                    return
+            except redis.ConnectionError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f'{self.build.name} on {self.port} did not start: {self.log_tail()}')
+            time.sleep(0.02)
+
+    def log_tail(self) -> str:
+        try:
+            with open(os.path.join(self.directory, 'server.log')) as handle:
+                return ''.join(handle.readlines()[-20:])
+        except OSError:
+            return '(no log)'
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def pause(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
+
+class ServerFactory:
+    """Starts servers of one build; stops and removes every one at teardown."""
+
+    def __init__(self, build: ServerBuild, ports: PortAllocator):
+        self.build = build
+        self.ports = ports
+        self.servers: List[RedisServer] = []
+        self.root = tempfile.mkdtemp(prefix=f'hashslot-{build.name}-')
+
+    def start(self, count: int, cluster: bool = True, **extra: str) -> List[RedisServer]:
+        started = []
+        for dummy in range(count):
+            port = self.ports.take()
+            directory = os.path.join(self.root, str(port))
+            os.makedirs(directory)
+            server = RedisServer(self.build, port, directory, extra=dict(extra))
+            server.start(cluster=cluster)
+            self.servers.append(server)
+            started.append(server)
+        return started
+
+    def close(self) -> None:
+        for server in self.servers:
+            if server.process and server.process.poll() is None:
+                try:
+                    server.resume()
+                except (ProcessLookupError, TypeError):
+                    pass
+            server.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def cluster_nodes_snapshot(servers: List[RedisServer]) -> Dict[str, str]:
+    """CLUSTER NODES of every server, with the volatile ping/pong columns blanked."""
+    snapshot = {}
+    for server in servers:
+        lines = []
+        for line in raw_command(server, 'CLUSTER', 'NODES').splitlines():
+            fields = line.split()
+            if len(fields) >= 8:
+                fields[4] = fields[5] = '-'
+                lines.append(' '.join(fields))
+        snapshot[server.address] = '\n'.join(sorted(lines))
+    return snapshot
+
+
+def raw_command(server: RedisServer, *args):
+    """A command's reply as the server sends it, without redis-py's response callbacks."""
+    connection = redis.Connection(host='127.0.0.1', port=server.port, decode_responses=True)
+    try:
+        connection.send_command(*args)
+        return connection.read_response()
+    finally:
+        connection.disconnect()
+
+
+def cluster_info(server: RedisServer) -> Dict[str, str]:
+    return dict(line.split(':', 1) for line in raw_command(server, 'CLUSTER', 'INFO').splitlines() if ':' in line)
