@@ -12,7 +12,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeClient, NodeError, NodePool, parse_info, parse_version
 from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterNode, ClusterView, format_ranges
 
-POLL_INTERVAL = 0.05
+POLL_INTERVAL = 0.01
 
 
 class ClusterError(Exception):
@@ -95,7 +95,7 @@ def read_views(clients: Iterable[NodeClient]) -> Dict[str, NodeState]:
 
 
 def wait_until(check: Callable[[], Optional[str]], timeout: float, what: str) -> None:
-    """Poll `check` (None = done, else the reason it is not) every 50 ms until done or timeout."""
+    """Poll `check` (None = done, else the reason it is not) every 10 ms until done or timeout."""
     deadline = time.monotonic() + timeout
     reason = None
     while True:

@@ -30,4 +30,7 @@ def run_cluster_module(module: Any, operation: Callable[[NodePool], Dict[str, An
     diff = result.pop('diff', None)
     if module._diff and diff is not None:
         result['diff'] = diff
+    failure = result.pop('failure', None)
+    if failure:
+        module.fail_json(msg=failure, **result)
     module.exit_json(**result)

@@ -6,6 +6,10 @@ import pytest
 
 from servers import PortAllocator, ServerFactory, available_builds, wanted_build_names
 
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster_create import create_cluster
+from ansible_collections.hashslot.redis.plugins.module_utils.placement import NodeSpec
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import ConnectionOptions, NodePool
+
 PORTS = PortAllocator()
 
 
@@ -27,3 +31,17 @@ def servers(build):
     factory = ServerFactory(build, PORTS)
     yield factory
     factory.close()
+
+
+def form_cluster(servers: ServerFactory, count: int = 6, replicas: int = 1, zones: str = 'abc'):
+    """Start `count` servers and form a cluster with the engine (the module itself is tested elsewhere)."""
+    nodes = servers.start(count)
+    specs = [NodeSpec('127.0.0.1', node.port, zones[index % len(zones)]) for index, node in enumerate(nodes)]
+    with NodePool(ConnectionOptions()) as pool:
+        create_cluster(pool, specs, replicas, 60, False)
+    return nodes
+
+
+@pytest.fixture
+def cluster(servers):
+    return form_cluster(servers)

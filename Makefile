@@ -1,0 +1,48 @@
+# hashslot.redis: the two commands a newcomer needs are `make test` (and, with the roles, `make demo`).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LINK := .collections/ansible_collections/hashslot/redis
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export ANSIBLE_NOCOLOR := 1
+
+.PHONY: help test unit integration servers venv bench docs-check clean
+
+help:
+	@echo "make test         unit tests, module docs, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1"
+	@echo "make unit         unit and property tests of the engine only (no server needed)"
+	@echo "make integration  integration tests (HASHSLOT_SERVERS=redis-7.0 to run one build)"
+	@echo "make bench        benchmarks against redis-cli --cluster (prints measured figures)"
+	@echo "make clean        remove the virtualenv and test output (server builds stay cached)"
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed $(LINK)
+
+# ansible finds the collection through .collections/ansible_collections/hashslot/redis -> the checkout.
+$(LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../.. $@
+
+servers:
+	tools/redis-servers ensure
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit
+
+integration: venv servers
+	$(BIN)/python -m pytest tests/integration
+
+test: venv servers
+	$(BIN)/python -m pytest tests/unit tests/integration
+
+bench: venv servers
+	$(BIN)/python bench/create_bench.py
+
+clean:
+	rm -rf $(VENV) .collections .pytest_cache .hypothesis tests/output

@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright: hashslot.redis contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cluster's health as redis-cli --cluster check sees it, and more: a list of problems."""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional
+
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster import NodeState, describe_cluster, discover
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, NodePool
+from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterNode, ClusterView, format_ranges, slots_to_ranges
+
+
+def failure_domain(node: ClusterNode, zones: Dict[str, str]) -> str:
+    zone = zones.get(node.address) or zones.get(node.id)
+    return f'zone {zone}' if zone else f'host {node.host}'
+
+
+def find_problems(seed: NodeState, states: Dict[str, NodeState], unreachable: Dict[str, str], zones: Dict[str, str]) -> List[Dict]:
+    view: ClusterView = seed.view
+    problems: List[Dict] = []
+
+    def add(kind: str, node: str, detail: str) -> None:
+        problems.append(dict(kind=kind, node=node, detail=detail))
+
+    for address, reason in sorted(unreachable.items()):
+        add('node_unreachable', address, reason)
+    flagged: Dict[str, Dict[str, List[str]]] = {}
+    for observer, state in states.items():
+        for node in state.view.members():
+            for flag in ('fail', 'fail?'):
+                if flag in node.flags:
+                    flagged.setdefault(node.address, {}).setdefault(flag, []).append(observer)
+            if node.link_state != 'connected' and not node.is_myself:
+                flagged.setdefault(node.address, {}).setdefault('disconnected', []).append(observer)
+    for address, flags in sorted(flagged.items()):
+        if 'fail' in flags:
+            add('node_failed', address, f'flagged fail by {len(flags["fail"])} node(s)')
+        elif 'fail?' in flags:
+            add('node_pfail', address, f'flagged fail? (not answering pings) by {len(flags["fail?"])} node(s)')
+        elif 'disconnected' in flags:
+            add('link_down', address, f'cluster bus link down as seen from {", ".join(sorted(flags["disconnected"])[:3])}')
+    for address, state in sorted(states.items()):
+        myself = state.myself
+        for slot, peer in sorted(myself.migrating.items()):
+            add('open_slot', address, f'slot {slot} is migrating to {_name(view, peer)}')
+        for slot, peer in sorted(myself.importing.items()):
+            add('open_slot', address, f'slot {slot} is importing from {_name(view, peer)}')
+    uncovered = view.uncovered_slots()
+    if uncovered:
+        add('uncovered_slots', seed.address, f'{len(uncovered)} slot(s) have no owner: {", ".join(format_ranges(slots_to_ranges(uncovered))[:10])}')
+    reference = view.fingerprint()
+    for address, state in sorted(states.items()):
+        if address != seed.address and state.view.fingerprint() != reference:
+            add('config_disagreement', address, f'its slot map or replica roles differ from {seed.address}\'s')
+        if state.cluster_state != 'ok':
+            add('cluster_state', address, f'reports cluster_state:{state.cluster_state}')
+    for master in sorted(view.masters(), key=lambda node: node.address):
+        if not master.slots or master.failed:
+            continue
+        replicas = [node for node in view.replicas_of(master.id) if not node.failed]
+        if not replicas:
+            add('master_without_replica', master.address, f'owns {master.slot_count} slots and has no working replica: losing it loses those slots')
+        for replica in replicas:
+            if failure_domain(replica, zones) == failure_domain(master, zones):
+                add('replica_same_domain', replica.address, f'replica of {master.address} in the same {failure_domain(master, zones)}')
+    return problems
+
+
+def _name(view: ClusterView, node_id: str) -> str:
+    node = view.nodes.get(node_id)
+    return node.address if node else node_id
+
+
+def inspect_cluster(pool: NodePool, host: str, port: int, zones: Optional[Dict[str, str]] = None) -> Dict:
+    started = time.monotonic()
+    zones = dict(zones or {})
+    seed, states, unreachable = discover(pool, host, port)
+    problems = find_problems(seed, states, unreachable, zones)
+    nodes = describe_cluster(seed.view, zones)
+    for entry in nodes:
+        state = states.get(entry['address']) or (seed if entry['id'] == seed.node_id else None)
+        if state is None:
+            continue
+        try:
+            replication = state.client.info('replication')
+        except NodeError:
+            continue
+        offset = replication.get('slave_repl_offset') if entry['role'] == 'replica' else replication.get('master_repl_offset')
+        entry['replication_offset'] = int(offset) if offset and offset.lstrip('-').isdigit() else None
+        if entry['role'] == 'replica':
+            entry['master_link_status'] = replication.get('master_link_status')
+        entry['version'] = '.'.join(str(part) for part in state.version)
+        entry['server'] = state.server_name
+    masters = [node for node in nodes if node['role'] == 'master' and node['slot_count']]
+    return dict(
+        changed=False,
+        cluster_state=seed.cluster_state,
+        nodes=nodes,
+        masters=len(masters),
+        replicas=len([node for node in nodes if node['role'] == 'replica']),
+        problems=problems,
+        healthy=not problems,
+        duration=round(time.monotonic() - started, 3),
+    )

@@ -1,0 +1,194 @@
+# -*- coding: utf-8 -*-
+# Copyright: hashslot.redis contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Adding a node to a cluster (as an empty master or a replica) and removing one, dead or alive."""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional, Tuple
+
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
+    ClusterError, NodeState, discover, layout_of_view, read_node, wait_for_agreement, wait_until,
+)
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster_health import failure_domain
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, NodePool, resolve_ip
+from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterNode, ClusterView, render_layout
+
+
+def _live_members(seed: NodeState, states: Dict[str, NodeState], unreachable: Dict[str, str]) -> List[NodeState]:
+    """Members that must take part; a member that is down but not yet flagged fail stops the run."""
+    for address, reason in unreachable.items():
+        node = next((member for member in seed.view.members() if member.address == address), None)
+        if node is not None and not node.failed:
+            raise ClusterError(f'{address}: cluster member is unreachable ({reason}) but not flagged fail; '
+                               'membership changes need every live member: bring it back or wait until the cluster marks it failed')
+    members = {seed.node_id: seed}
+    for state in states.values():
+        members.setdefault(state.node_id, state)
+    return list(members.values())
+
+
+def choose_master(view: ClusterView, node_host: str, node_zone: Optional[str], zones: Dict[str, str],
+                  requested: Optional[Tuple[str, int]]) -> ClusterNode:
+    """The requested master, else the one with fewest replicas, preferring another failure domain."""
+    masters = [node for node in view.masters() if node.slots and not node.failed]
+    if requested is not None:
+        host, port = requested
+        ip = resolve_ip(host)
+        for node in view.masters():
+            if node.port == port and node.host in (host, ip):
+                return node
+        raise ClusterError(f'{host}:{port}: is not a master of this cluster; name a master for the replica, or omit master to let the module choose')
+    if not masters:
+        raise ClusterError(f'{view.observer}: the cluster has no master that owns slots to replicate')
+    own_domain = f'zone {node_zone}' if node_zone else f'host {node_host}'
+
+    def preference(master: ClusterNode) -> Tuple:
+        replicas = view.replicas_of(master.id)
+        return (len(replicas), failure_domain(master, zones) == own_domain,
+                sum(1 for replica in replicas if failure_domain(replica, zones) == own_domain), master.address)
+    return min(masters, key=preference)
+
+
+def _find_member(view: ClusterView, host: str, port: int) -> Optional[ClusterNode]:
+    try:
+        ip = resolve_ip(host)
+    except NodeError:
+        ip = host
+    for node in view.members():
+        if node.port == port and node.host in (host, ip):
+            return node
+    return None
+
+
+def ensure_present(pool: NodePool, cluster: Dict, node: Dict, role: str, master: Optional[Dict], zones: Dict[str, str],
+                   wait_timeout: float, check_mode: bool) -> Dict:
+    started = time.monotonic()
+    seed, states, unreachable = discover(pool, cluster['host'], cluster['port'])
+    members = _live_members(seed, states, unreachable)
+    zones = dict(zones)
+    try:
+        target = read_node(pool.get(node['host'], node['port']))
+    except NodeError as exc:
+        raise ClusterError(f'cannot add the node: {exc}') from exc
+    if node.get('zone'):
+        zones[target.address] = node['zone']
+    member = seed.view.nodes.get(target.node_id)
+    actions: List[Dict] = []
+    requested = (master['host'], master['port']) if master else None
+    if member is not None and not member.in_handshake:
+        if role == 'master':
+            if member.is_replica:
+                raise ClusterError(f'{target.address}: is a replica in the cluster; promote it with hashslot.redis.redis_failover, '
+                                   'or remove it and add it again as a master')
+        else:
+            if member.is_master and member.slots:
+                raise ClusterError(f'{target.address}: is a master that owns {member.slot_count} slots; drain it before making it a replica')
+            current = seed.view.nodes.get(member.master_id) if member.is_replica else None
+            if current is None or (requested is not None and choose_master(seed.view, node['host'], node.get('zone'), zones, requested).id != current.id):
+                chosen = choose_master(seed.view, node['host'], node.get('zone'), zones, requested)
+                actions.append(dict(action='replicate', node=target.address, master=chosen.address, master_id=chosen.id))
+    else:
+        if len(target.view.members()) > 1:
+            others = [other.address for other in target.view.members() if not other.is_myself]
+            raise ClusterError(f'{target.address}: already knows other nodes ({", ".join(sorted(others)[:5])}); '
+                               'it belongs to another cluster: CLUSTER RESET it first if that is intended')
+        if target.myself.slots:
+            raise ClusterError(f'{target.address}: owns {target.myself.slot_count} slots of its own; a node joining a cluster must own none')
+        if target.keys:
+            raise ClusterError(f'{target.address}: holds {target.keys} keys; a node joining a cluster must be empty (FLUSHALL it if the data is not needed)')
+        actions.append(dict(action='meet', node=target.address, peer=seed.address))
+        if role == 'replica':
+            chosen = choose_master(seed.view, node['host'], node.get('zone'), zones, requested)
+            actions.append(dict(action='replicate', node=target.address, master=chosen.address, master_id=chosen.id))
+
+    before_entries = layout_of_view(seed.view, zones)
+    after_entries = [entry for entry in before_entries if entry['address'] != target.address]
+    replicate = next((action for action in actions if action['action'] == 'replicate'), None)
+    if replicate:
+        after_entries.append(dict(address=target.address, role='replica', master_address=replicate['master'], zone=zones.get(target.address)))
+    elif member is None:
+        after_entries.append(dict(address=target.address, role='master', slots=[], zone=zones.get(target.address)))
+    else:
+        after_entries = before_entries
+    result: Dict = dict(changed=bool(actions), actions=actions, node=target.address,
+                        diff=dict(before=render_layout(before_entries), after=render_layout(after_entries)))
+    if check_mode or not actions:
+        result['duration'] = round(time.monotonic() - started, 3)
+        return result
+
+    try:
+        if actions[0]['action'] == 'meet':
+            seed_node = seed.myself
+            seed_ip = seed_node.host or resolve_ip(cluster['host'])
+            bus = [seed_node.cport] if seed_node.cport and seed_node.cport != seed_node.port + 10000 else []
+            target.client.call('CLUSTER', 'MEET', seed_ip, seed_node.port, *bus)
+            everyone = [state.client for state in members] + [target.client]
+            ids = {state.node_id for state in members} | {target.node_id}
+
+            def all_know_each_other() -> Optional[str]:
+                for client in everyone:
+                    known = {other.id for other in read_node(client).view.members()}
+                    if not ids <= known:
+                        return f'{client.address} knows {len(known & ids)} of {len(ids)} nodes'
+                return None
+            wait_until(all_know_each_other, wait_timeout, f'every node to know {target.address}')
+        if replicate:
+            target.client.call('CLUSTER', 'REPLICATE', replicate['master_id'])
+        final = wait_for_agreement([state.client for state in members] + [target.client], wait_timeout, require_ok=False)
+    except (ClusterError, NodeError) as exc:
+        raise ClusterError(f'{exc}; run the task again to complete it', changed=True) from exc
+    result['diff']['after'] = render_layout(layout_of_view(final[target.address].view, zones))
+    result['duration'] = round(time.monotonic() - started, 3)
+    return result
+
+
+def ensure_absent(pool: NodePool, cluster: Dict, node: Dict, wait_timeout: float, check_mode: bool) -> Dict:
+    started = time.monotonic()
+    seed, states, unreachable = discover(pool, cluster['host'], cluster['port'])
+    member = _find_member(seed.view, node['host'], node['port'])
+    before = render_layout(layout_of_view(seed.view))
+    if member is None:
+        return dict(changed=False, actions=[], node=f"{node['host']}:{node['port']}", diff=dict(before=before, after=before),
+                    duration=round(time.monotonic() - started, 3))
+    if member.slots:
+        raise ClusterError(f'{member.address}: owns {member.slot_count} slots; drain it first '
+                           '(hashslot.redis.redis_cluster_reshard action=drain) so no key is lost, then remove it')
+    replicas = seed.view.replicas_of(member.id)
+    if replicas:
+        raise ClusterError(f'{member.address}: has replicas ({", ".join(node.address for node in replicas)}); remove or re-point them first')
+    live = _live_members(seed, states, {address: reason for address, reason in unreachable.items() if address != member.address})
+    others = [state for state in live if state.node_id != member.id]
+    if not others:
+        raise ClusterError(f'{member.address}: is the only node the module could read; name another member as cluster')
+    removed_state = next((state for state in states.values() if state.node_id == member.id), None)
+    if removed_state is None and seed.node_id == member.id:
+        removed_state = seed
+    actions = [dict(action='forget', node=state.address, forget=member.address, forget_id=member.id) for state in others]
+    if removed_state is not None:
+        actions.append(dict(action='reset', node=member.address, hard=False))
+    after = render_layout([entry for entry in layout_of_view(seed.view) if entry['address'] != member.address])
+    result: Dict = dict(changed=True, actions=actions, node=member.address, diff=dict(before=before, after=after))
+    if check_mode:
+        result['duration'] = round(time.monotonic() - started, 3)
+        return result
+    try:
+        # Forget everywhere first: each FORGET bans the id for 60 s, so no node re-learns it from gossip meanwhile.
+        for state in others:
+            reply = state.client.pipeline([('CLUSTER', 'FORGET', member.id)])[0]
+            if isinstance(reply, Exception) and 'unknown node' not in str(reply).lower():
+                raise ClusterError(f'{state.address}: CLUSTER FORGET {member.address} failed: {reply}', changed=True)
+        if removed_state is not None:
+            removed_state.client.call('CLUSTER', 'RESET', 'SOFT')
+
+        def forgotten() -> Optional[str]:
+            for state in others:
+                if member.id in read_node(state.client).view.nodes:
+                    return f'{state.address} still knows {member.address}'
+            return None
+        wait_until(forgotten, min(wait_timeout, 50.0), f'every node to forget {member.address}')
+    except (ClusterError, NodeError) as exc:
+        raise ClusterError(f'{exc}; run the task again within 60 s to complete the removal', changed=True) from exc
+    result['duration'] = round(time.monotonic() - started, 3)
+    return result

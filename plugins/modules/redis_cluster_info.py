@@ -1,0 +1,133 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hashslot.redis contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: redis_cluster_info
+short_description: Report a Redis or Valkey cluster's topology and every problem in it
+version_added: 0.1.0
+description:
+  - Reads the cluster from any member, then every member it knows, and reports the nodes and a list of problems.
+  - This is the collection's C(redis-cli --cluster check), with more checks; it never writes.
+  - "Problems found: unreachable nodes, nodes flagged C(fail) or C(fail?), cluster bus links down, open (migrating or
+    importing) slots, slots without an owner, nodes that disagree on the slot map or on replica roles, nodes whose
+    C(cluster_state) is not C(ok), masters without a working replica, replicas in their master's failure domain."
+options:
+  node:
+    description: Any member of the cluster.
+    type: dict
+    required: true
+    suboptions:
+      host:
+        description: Host name or IP address.
+        type: str
+        required: true
+      port:
+        description: Client port.
+        type: int
+        default: 6379
+  zones:
+    description:
+      - Failure-domain label of each node, keyed by C(host:port) (as the cluster knows it) or node id.
+      - Without a zone the node's host is its failure domain.
+    type: dict
+    default: {}
+  fail_on_problems:
+    description: Fail the task when any problem is found (the result still carries the report).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - hashslot.redis.connection
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+author:
+  - hashslot.redis contributors
+'''
+
+EXAMPLES = r'''
+- name: Check the cluster, failing on any problem
+  hashslot.redis.redis_cluster_info:
+    node: {host: 10.0.1.10, port: 6379}
+    zones:
+      "10.0.1.10:6379": a
+      "10.0.2.10:6379": b
+    fail_on_problems: true
+  register: health
+
+- name: Show the masters
+  ansible.builtin.debug:
+    msg: "{{ health.nodes | selectattr('role', 'equalto', 'master') | map(attribute='address') | list }}"
+'''
+
+RETURN = r'''
+cluster_state:
+  description: C(cluster_state) reported by O(node).
+  returned: always
+  type: str
+  sample: ok
+healthy:
+  description: True when RV(problems) is empty.
+  returned: always
+  type: bool
+masters:
+  description: Number of masters that own slots.
+  returned: always
+  type: int
+replicas:
+  description: Number of replicas.
+  returned: always
+  type: int
+nodes:
+  description: Every member, with id, address, role, master, slot ranges, flags, link state, replication offset and zone when known.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{id: 07c37dfeb235213a872192d90877d0cd55635b91, address: "10.0.1.10:6379", role: master, slots: ["0-5461"], slot_count: 5462,
+            flags: [master], link_state: connected, replication_offset: 1862, zone: a}]
+problems:
+  description: Each problem found, as C(kind), C(node) and C(detail).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{kind: master_without_replica, node: "10.0.3.10:6379", detail: "owns 5461 slots and has no working replica"}]
+duration:
+  description: Seconds spent.
+  returned: always
+  type: float
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster_health import inspect_cluster
+from ansible_collections.hashslot.redis.plugins.module_utils.module_support import run_cluster_module
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import common_argument_spec, node_argument_spec
+
+
+def main():
+    argument_spec = common_argument_spec()
+    argument_spec.update(
+        node=node_argument_spec(),
+        zones=dict(type='dict', default={}),
+        fail_on_problems=dict(type='bool', default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+
+    def operation(pool):
+        report = inspect_cluster(pool, module.params['node']['host'], module.params['node']['port'], module.params['zones'])
+        if module.params['fail_on_problems'] and report['problems']:
+            summary = '; '.join(f"{problem['node']}: {problem['kind']}: {problem['detail']}" for problem in report['problems'][:10])
+            report['failure'] = f"{len(report['problems'])} problem(s) in the cluster: {summary}"
+        return report
+
+    run_cluster_module(module, operation)
+
+
+if __name__ == '__main__':
+    main()
