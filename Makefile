@@ -42,7 +42,7 @@ test: venv servers
 	$(BIN)/python -m pytest tests/unit tests/integration
 
 bench: venv servers
-	$(BIN)/python bench/create_bench.py
+	$(BIN)/python bench/create_bench.py --rounds 5
 
 clean:
 	rm -rf $(VENV) .collections .pytest_cache .hypothesis tests/output
