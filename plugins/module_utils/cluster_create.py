@@ -105,6 +105,35 @@ def _meet_endpoint(state: NodeState, spec: NodeSpec) -> List:
     return [ip, port, bus_port] if bus_port else [ip, port]
 
 
+def _uncovered_shares(layout, owned: Dict[int, str]) -> List:
+    """Who takes the slots nobody owns yet: masters keep what they own, slotless masters split the rest evenly.
+
+    On fresh nodes this is the even contiguous split; after an interrupted run it does not depend on the
+    order the nodes are listed in, only on which slots are still uncovered.
+    """
+    uncovered = [slot for slot in range(SLOT_COUNT) if slot not in owned]
+    if not uncovered:
+        return []
+    owners_of_slots = set(owned.values())
+    takers = [master for master in layout.masters if master not in owners_of_slots]
+    shares: List = []
+    if takers:
+        base, extra = divmod(len(uncovered), len(takers))
+        start = 0
+        for index, master in enumerate(takers):
+            size = base + (1 if index < extra else 0)
+            if size:
+                shares.append((master, uncovered[start:start + size]))
+            start += size
+        return shares
+    # Every master owns slots already: each uncovered slot goes to the master whose even share holds it.
+    by_master: Dict[str, List[int]] = {}
+    for slot in uncovered:
+        master = next(name for name, ranges in layout.slots.items() if any(start <= slot <= end for start, end in ranges))
+        by_master.setdefault(master, []).append(slot)
+    return [(master, by_master[master]) for master in layout.masters if master in by_master]
+
+
 def plan_create(specs: Sequence[NodeSpec], replicas: int, states: Dict[str, NodeState]):
     """The layout and the list of actions that bring `states` to a formed cluster."""
     by_id = {state.node_id: address for address, state in states.items()}
@@ -129,12 +158,8 @@ def plan_create(specs: Sequence[NodeSpec], replicas: int, states: Dict[str, Node
                          master_count=len(fixed_masters) if all_covered else None)
 
     actions: List[Dict] = []
-    for master in layout.masters:
-        if all_covered:
-            break
-        wanted = [slot for start, end in layout.slots[master] for slot in range(start, end + 1) if slot not in owned]
-        if wanted:
-            actions.append(dict(action='addslots', node=master, slots=format_ranges(slots_to_ranges(wanted))))
+    for master, wanted in _uncovered_shares(layout, owned):
+        actions.append(dict(action='addslots', node=master, slots=format_ranges(slots_to_ranges(wanted))))
     # Distinct config epochs avoid the collision-resolution rounds a fresh cluster otherwise goes through.
     epoch = max([state.view.myself.config_epoch for state in states.values()] + [0])
     for spec in specs:

@@ -142,6 +142,8 @@ def _assign_with_flow(masters: List[str], free: List[NodeSpec], demand: Dict[str
                       sibling_domains: Dict[str, set], spread_siblings: bool) -> Dict[str, str]:
     network = _FlowNetwork()
     source, sink = ('source',), ('sink',)
+    # add_edge sums capacities, so the (master, domain) -> master edge is added once, not once per node of the domain.
+    domain_slots = set()
     for node in free:
         network.add_edge(source, ('node', node.address), 1)
         for master in masters:
@@ -151,7 +153,9 @@ def _assign_with_flow(masters: List[str], free: List[NodeSpec], demand: Dict[str
             if spread_siblings and node.domain in sibling_domains[master]:
                 continue
             network.add_edge(('node', node.address), ('slot', master, node.domain), 1)
-            network.add_edge(('slot', master, node.domain), ('master', master), 1 if spread_siblings else len(free))
+            if (master, node.domain) not in domain_slots:
+                domain_slots.add((master, node.domain))
+                network.add_edge(('slot', master, node.domain), ('master', master), 1 if spread_siblings else len(free))
     for master in masters:
         if demand[master] > 0:
             network.add_edge(('master', master), sink, demand[master])
@@ -200,7 +204,8 @@ def plan_layout(nodes: Sequence[NodeSpec], replicas: int, fixed_masters: Iterabl
     def preference(node: NodeSpec, master: str) -> Tuple:
         master_node = by_address[master]
         siblings = [by_address[replica].domain for replica, owner in {**layout.replicas, **assignment}.items() if owner == master]
-        return (node.domain == master_node.domain, node.host == master_node.host, node.domain in siblings, have[master], masters.index(master))
+        # A sibling's domain weighs more than the master's host, which only matters for a host that spans zones.
+        return (node.domain == master_node.domain, node.domain in siblings, node.host == master_node.host, have[master], masters.index(master))
 
     # Replicas still missing (anti-affinity impossible for them), then extra nodes, fewest replicas first.
     for node in list(remaining):
