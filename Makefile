@@ -43,6 +43,7 @@ test: venv servers
 
 bench: venv servers
 	$(BIN)/python bench/create_bench.py --rounds 5
+	$(BIN)/python bench/reshard_bench.py
 
 clean:
 	rm -rf $(VENV) .collections .pytest_cache .hypothesis tests/output

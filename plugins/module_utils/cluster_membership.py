@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
     ClusterError, NodeState, discover, layout_of_view, read_node, wait_for_agreement, wait_until,
@@ -144,7 +144,9 @@ def ensure_present(pool: NodePool, cluster: Dict, node: Dict, role: str, master:
     return result
 
 
-def ensure_absent(pool: NodePool, cluster: Dict, node: Dict, wait_timeout: float, check_mode: bool) -> Dict:
+def ensure_absent(pool: NodePool, cluster: Dict, node: Dict, wait_timeout: float, check_mode: bool,
+                  drain: Optional[Callable[[bool], Dict]] = None) -> Dict:
+    """Remove `node`; `drain(check_mode)` first empties a master that still owns slots."""
     started = time.monotonic()
     seed, states, unreachable = discover(pool, cluster['host'], cluster['port'])
     member = _find_member(seed.view, node['host'], node['port'])
@@ -152,9 +154,17 @@ def ensure_absent(pool: NodePool, cluster: Dict, node: Dict, wait_timeout: float
     if member is None:
         return dict(changed=False, actions=[], node=f"{node['host']}:{node['port']}", diff=dict(before=before, after=before),
                     duration=round(time.monotonic() - started, 3))
+    drain_actions: List[Dict] = []
     if member.slots:
-        raise ClusterError(f'{member.address}: owns {member.slot_count} slots; drain it first '
-                           '(hashslot.redis.redis_cluster_reshard action=drain) so no key is lost, then remove it')
+        if drain is None:
+            raise ClusterError(f'{member.address}: owns {member.slot_count} slots; drain it first '
+                               '(hashslot.redis.redis_cluster_reshard action=drain, or drain: true here) so no key is lost, then remove it')
+        drain_actions = drain(check_mode)['actions']
+        if not check_mode:
+            seed, states, unreachable = discover(pool, cluster['host'], cluster['port'])
+            member = _find_member(seed.view, node['host'], node['port'])
+            if member is None or member.slots:
+                raise ClusterError(f"{node['host']}:{node['port']}: still owns slots after the drain; run again", changed=True)
     replicas = seed.view.replicas_of(member.id)
     if replicas:
         raise ClusterError(f'{member.address}: has replicas ({", ".join(node.address for node in replicas)}); remove or re-point them first')
@@ -165,7 +175,7 @@ def ensure_absent(pool: NodePool, cluster: Dict, node: Dict, wait_timeout: float
     removed_state = next((state for state in states.values() if state.node_id == member.id), None)
     if removed_state is None and seed.node_id == member.id:
         removed_state = seed
-    actions = [dict(action='forget', node=state.address, forget=member.address, forget_id=member.id) for state in others]
+    actions = drain_actions + [dict(action='forget', node=state.address, forget=member.address, forget_id=member.id) for state in others]
     if removed_state is not None:
         actions.append(dict(action='reset', node=member.address, hard=False))
     after = render_layout([entry for entry in layout_of_view(seed.view) if entry['address'] != member.address])

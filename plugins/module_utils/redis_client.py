@@ -197,11 +197,12 @@ class NodeClient:
         except RedisError as exc:
             raise NodeError(self.address, f'{_command_name(args)} failed: {exc}') from exc
 
-    def pipeline(self, commands: Sequence[Sequence[Any]]) -> List[Any]:
+    def pipeline(self, commands: Sequence[Sequence[Any]], decode: bool = True) -> List[Any]:
         """Send every command, then read every reply: one round trip for the lot.
 
         A command that the server rejects yields its ResponseError in the result list instead of
         raising, so callers can tell which of many commands failed; a broken connection raises.
+        decode=False keeps replies as bytes (key names are binary-safe and must go back unchanged).
         """
         if not commands:
             return []
@@ -210,7 +211,8 @@ class NodeClient:
             self._connection.send_packed_command(self._connection.pack_commands([tuple(command) for command in commands]))
             for dummy in commands:
                 try:
-                    replies.append(_decode(self._connection.read_response()))
+                    reply = self._connection.read_response()
+                    replies.append(_decode(reply) if decode else reply)
                 except ResponseError as exc:
                     replies.append(exc)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:

@@ -14,7 +14,8 @@ description:
     O(role=replica). A new master gets no slots; move slots to it with the reshard module.
   - C(state=absent) forgets the node on every other node (within Redis's 60 s ban window, so gossip does not bring it
     back) and resets it with C(CLUSTER RESET SOFT) when it is reachable. A dead node is removed the same way.
-  - A master that still owns slots is refused with a message saying to drain it first; so is a master with replicas.
+  - A master that still owns slots is refused with a message saying to drain it first, unless O(drain=true); a master
+    with replicas is refused too.
   - Every live member must be reachable; a member that is down but not yet flagged C(fail) stops the run before anything
     is written.
 options:
@@ -74,6 +75,12 @@ options:
     description: Failure-domain labels of the members, keyed by C(host:port) or node id, used to choose a master.
     type: dict
     default: {}
+  drain:
+    description:
+      - With O(state=absent), first move every slot of a master that still owns some to the other masters (as
+        hashslot.redis.redis_cluster_reshard C(action=drain) does), then remove it. Without it such a master is refused.
+    type: bool
+    default: false
   wait_timeout:
     description: Seconds to wait for the cluster to learn (or forget) the node.
     type: float
@@ -104,6 +111,13 @@ EXAMPLES = r'''
     node: {host: 10.0.1.12, port: 6379}
     role: master
 
+- name: Scale in - empty a master of its slots, then remove it
+  hashslot.redis.redis_cluster_node:
+    cluster: {host: 10.0.1.10, port: 6379}
+    node: {host: 10.0.1.12, port: 6379}
+    state: absent
+    drain: true
+
 - name: Remove a replica whose host died
   hashslot.redis.redis_cluster_node:
     cluster: {host: 10.0.1.10, port: 6379}
@@ -131,8 +145,10 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_membership import ensure_absent, ensure_present
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster_reshard import reshard
 from ansible_collections.hashslot.redis.plugins.module_utils.module_support import run_cluster_module
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import common_argument_spec, node_argument_spec
+from ansible_collections.hashslot.redis.plugins.module_utils.slot_migration import MigrationSettings
 
 
 def main():
@@ -144,6 +160,7 @@ def main():
         role=dict(type='str', default='replica', choices=['master', 'replica']),
         master=node_argument_spec(required=False),
         zones=dict(type='dict', default={}),
+        drain=dict(type='bool', default=False),
         wait_timeout=dict(type='float', default=60),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -151,7 +168,12 @@ def main():
 
     def operation(pool):
         if params['state'] == 'absent':
-            return ensure_absent(pool, params['cluster'], params['node'], params['wait_timeout'], module.check_mode)
+            drain = None
+            if params['drain']:
+                def drain(check_mode):
+                    return reshard(pool, params['cluster']['host'], params['cluster']['port'], 'drain', MigrationSettings(),
+                                   source=params['node'], wait_timeout=params['wait_timeout'], check_mode=check_mode)
+            return ensure_absent(pool, params['cluster'], params['node'], params['wait_timeout'], module.check_mode, drain=drain)
         return ensure_present(pool, params['cluster'], params['node'], params['role'], params['master'], params['zones'],
                               params['wait_timeout'], module.check_mode)
 

@@ -41,6 +41,13 @@ class AckLedger:
                 # Not acknowledged: the writer may retry later keys, this one simply does not count.
                 self.errors.append(f'{key}: {type(exc).__name__}: {exc}')
                 time.sleep(0.01)
+            except (AttributeError, KeyError, TypeError) as exc:
+                # redis-py's cluster client can trip over its own slot cache while the topology changes;
+                # the write is not acknowledged and a fresh client carries on.
+                self.errors.append(f'{key}: client error {type(exc).__name__}: {exc}')
+                client.close()
+                client = self._client()
+                time.sleep(0.01)
             else:
                 self.acknowledged[key] = str(number)
             number += 1

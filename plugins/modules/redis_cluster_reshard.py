@@ -1,0 +1,224 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hashslot.redis contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: redis_cluster_reshard
+short_description: Move hash slots and their keys between masters - rebalance, move, drain, fix
+version_added: 0.1.0
+description:
+  - Before any action, a migration left half-done (slots C(MIGRATING) or C(IMPORTING)) is finished, or cancelled when the
+    target holds none of its keys, so re-running after an interrupted run converges with no key lost.
+  - C(rebalance) gives every master a slot count proportional to O(weights), doing nothing while every master is
+    within O(threshold) percent of its share.
+  - C(move) gives O(slots) to O(target). C(drain) gives all of O(source)'s slots to the other masters in proportion to
+    their weights (scale-in). C(fix) closes open slots and gives every uncovered slot an owner, deterministically (the
+    only master holding keys for it, else the owner of the nearest lower slot); it fails closed rather than guess.
+  - Slots move in batches; C(SETSLOT) and C(MIGRATE) are pipelined across the batch, O(pipeline) keys go in each
+    C(MIGRATE), and O(parallel) source-to-target streams run at once. A large key that times out is retried in
+    smaller batches with a longer timeout.
+  - A key already present on the target (left by a C(MIGRATE) cut short) is replaced only when both values are equal,
+    unless O(replace=true).
+  - Works on Redis 7 and 8 and on Valkey 8, whose C(NOREPLICAS) and C(UNBLOCKED) answers to C(SETSLOT) are retried.
+options:
+  node:
+    description: Any member of the cluster.
+    type: dict
+    required: true
+    suboptions:
+      host:
+        description: Host name or IP address.
+        type: str
+        required: true
+      port:
+        description: Client port.
+        type: int
+        default: 6379
+  action:
+    description: What to do.
+    type: str
+    choices: [rebalance, move, drain, fix]
+    default: rebalance
+  weights:
+    description:
+      - Relative weight of masters, keyed by C(host:port) or node id; 1.0 for masters not listed. Weight 0 empties a master.
+    type: dict
+    default: {}
+  threshold:
+    description: Percent by which a master may differ from its share before O(action=rebalance) moves anything.
+    type: float
+    default: 2
+  use_empty_masters:
+    description: Whether masters without slots take part in O(action=rebalance) and O(action=drain).
+    type: bool
+    default: true
+  slots:
+    description: Slots for O(action=move), as numbers or ranges such as C(0-1000).
+    type: list
+    elements: str
+  target:
+    description: The master that receives O(slots) in O(action=move).
+    type: dict
+    suboptions:
+      host:
+        description: Host name or IP address.
+        type: str
+        required: true
+      port:
+        description: Client port.
+        type: int
+        default: 6379
+  source:
+    description: The master to empty in O(action=drain).
+    type: dict
+    suboptions:
+      host:
+        description: Host name or IP address.
+        type: str
+        required: true
+      port:
+        description: Client port.
+        type: int
+        default: 6379
+  pipeline:
+    description: Keys per C(MIGRATE) command (and per C(GETKEYSINSLOT)).
+    type: int
+    default: 1000
+  parallel:
+    description: Source-to-target streams run at once.
+    type: int
+    default: 4
+  slot_batch:
+    description: Slots opened (C(IMPORTING)/C(MIGRATING)) and closed together in one round trip per stream.
+    type: int
+    default: 128
+  migrate_timeout:
+    description: Milliseconds C(MIGRATE) may wait on each I/O step; doubled for a slot whose keys time out.
+    type: int
+    default: 60000
+  replace:
+    description: On C(BUSYKEY), overwrite the target's key with the source's even when their values differ.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait for every master to agree on the slot map afterwards.
+    type: float
+    default: 60
+extends_documentation_fragment:
+  - hashslot.redis.connection
+attributes:
+  check_mode:
+    support: full
+    description: Returns the plan (repairs and moves with source, target, slot ranges and keys per move); nothing is written.
+  diff_mode:
+    support: full
+    description: Shows the slot map before and after.
+author:
+  - hashslot.redis contributors
+'''
+
+EXAMPLES = r'''
+- name: Spread slots over every master, new empty ones included
+  hashslot.redis.redis_cluster_reshard:
+    node: {host: 10.0.1.10, port: 6379}
+
+- name: Give a bigger machine twice the share
+  hashslot.redis.redis_cluster_reshard:
+    node: {host: 10.0.1.10, port: 6379}
+    weights:
+      "10.0.1.12:6379": 2
+
+- name: Empty a master before removing it
+  hashslot.redis.redis_cluster_reshard:
+    node: {host: 10.0.1.10, port: 6379}
+    action: drain
+    source: {host: 10.0.3.10, port: 6379}
+
+- name: Move two ranges to one master
+  hashslot.redis.redis_cluster_reshard:
+    node: {host: 10.0.1.10, port: 6379}
+    action: move
+    slots: ["0-1000", "5461"]
+    target: {host: 10.0.2.10, port: 6379}
+
+- name: Close what an interrupted reshard left open
+  hashslot.redis.redis_cluster_reshard:
+    node: {host: 10.0.1.10, port: 6379}
+    action: fix
+'''
+
+RETURN = r'''
+actions:
+  description: Every step done (or planned in check mode) - stable, finish_migration, assign, move.
+  returned: always
+  type: list
+  elements: dict
+moves:
+  description: The slot moves of the action, each with source, target, slots, slot_count and keys (counted before the run).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{source: "10.0.1.10:6379", target: "10.0.1.12:6379", slots: ["4096-5461"], slot_count: 1366, keys: 62310}]
+moved_slots:
+  description: Slots moved, open-slot repairs included.
+  returned: always
+  type: int
+moved_keys:
+  description: Keys moved.
+  returned: always
+  type: int
+replaced_keys:
+  description: Keys migrated with REPLACE after a BUSYKEY.
+  returned: when slots moved
+  type: int
+duration:
+  description: Seconds spent.
+  returned: always
+  type: float
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster_reshard import reshard
+from ansible_collections.hashslot.redis.plugins.module_utils.module_support import run_cluster_module
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import common_argument_spec, node_argument_spec
+from ansible_collections.hashslot.redis.plugins.module_utils.slot_migration import MigrationSettings
+
+
+def main():
+    argument_spec = common_argument_spec()
+    argument_spec.update(
+        node=node_argument_spec(),
+        action=dict(type='str', default='rebalance', choices=['rebalance', 'move', 'drain', 'fix']),
+        weights=dict(type='dict', default={}),
+        threshold=dict(type='float', default=2),
+        use_empty_masters=dict(type='bool', default=True),
+        slots=dict(type='list', elements='str'),
+        target=node_argument_spec(required=False),
+        source=node_argument_spec(required=False),
+        pipeline=dict(type='int', default=1000),
+        parallel=dict(type='int', default=4),
+        slot_batch=dict(type='int', default=128),
+        migrate_timeout=dict(type='int', default=60000),
+        replace=dict(type='bool', default=False),
+        wait_timeout=dict(type='float', default=60),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_if=[('action', 'move', ('slots', 'target')), ('action', 'drain', ('source',))],
+    )
+    params = module.params
+    settings = MigrationSettings(pipeline=max(1, params['pipeline']), parallel=max(1, params['parallel']), slot_batch=max(1, params['slot_batch']),
+                                 migrate_timeout=max(1, params['migrate_timeout']), replace=params['replace'])
+    run_cluster_module(module, lambda pool: reshard(
+        pool, params['node']['host'], params['node']['port'], params['action'], settings, weights=params['weights'],
+        threshold=params['threshold'], use_empty_masters=params['use_empty_masters'], slots=params['slots'], target=params['target'],
+        source=params['source'], wait_timeout=params['wait_timeout'], check_mode=module.check_mode))
+
+
+if __name__ == '__main__':
+    main()
