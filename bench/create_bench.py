@@ -34,7 +34,7 @@ from typing import Dict, List
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
 
-from playbook import run_module  # noqa: E402
+from playbook import run_single_task  # noqa: E402
 from servers import PortAllocator, RedisServer, ServerBuild, ServerFactory, available_builds, cluster_info  # noqa: E402
 
 NODES_PER_TOOL = 6
@@ -51,9 +51,7 @@ def states(servers: List[RedisServer]) -> Dict[str, str]:
 
 
 def run_module_create(servers: List[RedisServer]) -> Dict[str, float]:
-    started = time.monotonic()
-    result = run_module('redis_cluster_create', nodes=[server.node for server in servers], replicas=REPLICAS)
-    wall = time.monotonic() - started
+    wall, result = run_single_task('redis_cluster_create', nodes=[server.node for server in servers], replicas=REPLICAS)
     assert not result.get('failed'), f'redis_cluster_create failed: {result.get("msg")}'
     assert result.get('changed'), f'redis_cluster_create changed nothing: {result}'
     seen = states(servers)

@@ -20,7 +20,6 @@ from ansible.module_utils.basic import env_fallback
 
 REDIS_IMPORT_ERROR: Optional[str] = None
 try:
-    import redis  # noqa: F401
     from redis.connection import Connection, SSLConnection
     from redis.exceptions import AuthenticationError, ConnectionError as RedisConnectionError, RedisError, ResponseError, TimeoutError as RedisTimeoutError
     HAS_REDIS = True

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -21,7 +22,9 @@ class SlotMove:
 
 def target_counts(weights: Dict[str, float], total: int = SLOT_COUNT) -> Dict[str, int]:
     """Slot counts proportional to weights, summing to `total` exactly (largest remainder, ties by id)."""
-    weight_sum = sum(weights.values())
+    # fsum: a float sum depends on the order of the weights, which follows the seed node, and an ulp
+    # there can move a slot from one master to another between two runs.
+    weight_sum = math.fsum(weights.values())
     if weight_sum <= 0:
         raise ValueError('at least one master needs a weight above 0')
     exact = {node: total * weight / weight_sum for node, weight in weights.items()}
@@ -36,8 +39,10 @@ def within_threshold(current: Dict[str, int], wanted: Dict[str, int], threshold:
     """True when no master is off its wanted slot count by more than `threshold` percent of it.
 
     An empty master that should own slots is always outside the threshold (redis-cli agrees).
+    A master missing from `wanted` should own nothing, as plan_moves reads it.
     """
-    for node, want in wanted.items():
+    for node in set(wanted) | set(current):
+        want = wanted.get(node, 0)
         have = current.get(node, 0)
         if want == 0:
             if have:

@@ -203,13 +203,14 @@ class StreamMigrator:
             self._setslot(self.target, chunk, lambda slot: ('NODE', self.target.node_id))
             self._setslot(self.source, chunk, lambda slot: ('NODE', self.target.node_id),
                           tolerate=('only with masters', 'only with primaries'))
-            for other in self.others:
-                try:
-                    self._setslot(other, chunk, lambda slot: ('NODE', self.target.node_id))
-                except (ClusterError, NodeError):
-                    # Gossip carries the target's bumped epoch there anyway; this only speeds it up.
-                    continue
             self.stats.add(slots=len(chunk))
+        # The other masters learn the new owner from the target's pong broadcast (it bumps its epoch);
+        # telling them directly, once per stream, only saves them a gossip round.
+        for other in self.others:
+            try:
+                self._setslot(other, slots, lambda slot: ('NODE', self.target.node_id))
+            except (ClusterError, NodeError):
+                continue
 
 
 def run_moves(options: ConnectionOptions, moves: Sequence[SlotMove], endpoints: Dict[str, NodeEndpoint], settings: MigrationSettings) -> MigrationStats:

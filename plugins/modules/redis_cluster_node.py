@@ -167,13 +167,13 @@ def main():
     params = module.params
 
     def operation(pool):
+        def drain_first(check_mode):
+            return reshard(pool, params['cluster']['host'], params['cluster']['port'], 'drain', MigrationSettings(),
+                           source=params['node'], wait_timeout=params['wait_timeout'], check_mode=check_mode)
+
         if params['state'] == 'absent':
-            drain = None
-            if params['drain']:
-                def drain(check_mode):
-                    return reshard(pool, params['cluster']['host'], params['cluster']['port'], 'drain', MigrationSettings(),
-                                   source=params['node'], wait_timeout=params['wait_timeout'], check_mode=check_mode)
-            return ensure_absent(pool, params['cluster'], params['node'], params['wait_timeout'], module.check_mode, drain=drain)
+            return ensure_absent(pool, params['cluster'], params['node'], params['wait_timeout'], module.check_mode,
+                                 drain=drain_first if params['drain'] else None)
         return ensure_present(pool, params['cluster'], params['node'], params['role'], params['master'], params['zones'],
                               params['wait_timeout'], module.check_mode)
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -83,3 +84,26 @@ def run_tasks(tasks: List[Dict[str, Any]], check: bool = False, diff: bool = Fal
 def run_module(module: str, check: bool = False, diff: bool = False, **params: Any) -> Dict[str, Any]:
     """One module call through ansible-playbook; returns its registered result."""
     return run_tasks([{module if '.' in module else f'hashslot.redis.{module}': params}], check=check, diff=diff).result(0)
+
+
+def run_single_task(module: str, timeout: float = 1800, **params: Any):
+    """(wall seconds, result) of a playbook holding just this task, as an operator runs it.
+
+    The `minimal` callback prints the task's result as JSON, so no extra task is needed to read it.
+    """
+    name = module if '.' in module else f'hashslot.redis.{module}'
+    with tempfile.TemporaryDirectory(prefix='hashslot-play-') as workdir:
+        playbook = os.path.join(workdir, 'play.yml')
+        with open(playbook, 'w') as handle:
+            yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [{name: params}]}], handle, sort_keys=False)
+        command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', playbook]
+        started = time.monotonic()
+        completed = subprocess.run(command, env=ansible_env({'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.minimal'}),
+                                   capture_output=True, text=True, timeout=timeout)
+        wall = time.monotonic() - started
+    output = completed.stdout
+    marker = output.find('=> {')
+    if marker < 0:
+        raise AssertionError(f'no task result in the output (rc={completed.returncode}):\n{output}{completed.stderr}')
+    result, dummy = json.JSONDecoder().raw_decode(output[marker + 3:])
+    return wall, result
