@@ -191,10 +191,14 @@ def test_thousand_open_slots_are_repaired(build, cluster):
         keys = raw_command(source['server'], 'CLUSTER', 'GETKEYSINSLOT', slot, 1000)
         if keys:
             raw_command(source['server'], 'MIGRATE', '127.0.0.1', target['server'].port, '', 0, 5000, 'KEYS', *keys)
+    ledger = AckLedger([server.address for server in cluster]).start()
+    ledger.wait_for_writes(500)
     fixed = run_module('redis_cluster_reshard', node=cluster[0].node, action='fix')
+    ledger.stop()
     assert not fixed.get('failed'), fixed
     assert fixed['moved_slots'] == 1000
-    assert_healthy(build, cluster, 30000)
+    assert ledger.lost() == {}
+    assert_healthy(build, cluster, 30000 + len(ledger.acknowledged))
     client = cluster_client(cluster)
     values = client.mget_nonatomic([f'bulk:{number}' for number in range(30000)])
     assert values == [f'value-{number}' for number in range(30000)]
