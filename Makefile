@@ -7,10 +7,11 @@ LINK := .collections/ansible_collections/hashslot/redis
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help test unit integration servers venv bench docs-check clean
+.PHONY: help test lint unit integration servers venv bench clean
 
 help:
-	@echo "make test         unit tests, module docs, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1"
+	@echo "make test         lint, unit tests, module docs, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1"
+	@echo "make lint         ruff (pep8 at 160 columns, pyflakes)"
 	@echo "make unit         unit and property tests of the engine only (no server needed)"
 	@echo "make integration  integration tests (HASHSLOT_SERVERS=redis-7.0 to run one build)"
 	@echo "make bench        benchmarks against redis-cli --cluster (prints measured figures)"
@@ -32,13 +33,16 @@ $(LINK):
 servers:
 	tools/redis-servers ensure
 
+lint: venv
+	$(BIN)/ruff check .
+
 unit: venv
 	$(BIN)/python -m pytest tests/unit
 
 integration: venv servers
 	$(BIN)/python -m pytest tests/integration
 
-test: venv servers
+test: lint venv servers
 	$(BIN)/python -m pytest tests/unit tests/integration
 
 bench: venv servers

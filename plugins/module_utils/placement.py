@@ -181,7 +181,8 @@ def plan_layout(nodes: Sequence[NodeSpec], replicas: int, fixed_masters: Iterabl
         master_count = max(len(nodes) // (replicas + 1), len(fixed_master_list))
     by_address = {node.address: node for node in nodes}
     masters = choose_masters(nodes, master_count, replicas, fixed_master_list, excluded=fixed_replicas)
-    layout = Layout(masters=masters, slots={master: [slot_range] for master, slot_range in zip(masters, split_slots_evenly(len(masters)))}, replicas=dict(fixed_replicas))
+    even_split = split_slots_evenly(len(masters))
+    layout = Layout(masters=masters, slots={master: [even_split[index]] for index, master in enumerate(masters)}, replicas=dict(fixed_replicas))
 
     free = [node for node in nodes if node.address not in masters and node.address not in fixed_replicas]
     sibling_domains: Dict[str, set] = {master: set() for master in masters}

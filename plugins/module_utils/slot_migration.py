@@ -139,7 +139,8 @@ class StreamMigrator:
         conflicts = []
         for key, mine, theirs in zip(keys, source_dumps, target_replies):
             if isinstance(mine, Exception) or isinstance(theirs, Exception):
-                raise ClusterError(f'slot {slot}: cannot compare key {key!r} on {self.source.address} and {self.target.address}: {mine or theirs}', changed=True)
+                raise ClusterError(f'slot {slot}: cannot compare key {key!r} on {self.source.address} and {self.target.address}: '
+                                   f'{mine or theirs}', changed=True)
             if theirs is not None and mine is not None and mine != theirs:
                 conflicts.append(key)
         if conflicts and not self.settings.replace:

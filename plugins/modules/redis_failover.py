@@ -108,7 +108,8 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     node = module.params['node']
-    run_cluster_module(module, lambda pool: promote_replica(pool, node['host'], node['port'], module.params['mode'], module.params['timeout'], module.check_mode))
+    run_cluster_module(module, lambda pool: promote_replica(pool, node['host'], node['port'], module.params['mode'], module.params['timeout'],
+                                                            module.check_mode))
 
 
 if __name__ == '__main__':

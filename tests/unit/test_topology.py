@@ -170,7 +170,7 @@ def test_view_without_myself_line_names_the_observer():
     text = ''.join(line + '\n' for line in VIEW_FROM_A.splitlines() if 'myself' not in line)
     view = ClusterView.parse('10.0.0.1:7000', text)
     with pytest.raises(ValueError, match='10.0.0.1:7000'):
-        dummy = view.myself
+        view.myself  # the property raises
 
 
 def test_view_masters_and_replicas_of():
