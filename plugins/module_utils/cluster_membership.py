@@ -136,7 +136,15 @@ def ensure_present(pool: NodePool, cluster: Dict, node: Dict, role: str, master:
             wait_until(all_know_each_other, wait_timeout, f'every node to know {target.address}')
         if replicate:
             target.client.call('CLUSTER', 'REPLICATE', replicate['master_id'])
-        final = wait_for_agreement([state.client for state in members] + [target.client], wait_timeout, require_ok=False)
+
+        def serving(states: Dict[str, NodeState]) -> Optional[str]:
+            # A new master refuses keys (CLUSTERDOWN) for Redis's rejoin delay; return once it serves,
+            # so a rebalance right after this task can move slots to it.
+            state = states.get(target.address)
+            if seed.cluster_state == 'ok' and state is not None and state.cluster_state != 'ok':
+                return f'{target.address} reports cluster_state:{state.cluster_state}'
+            return None
+        final = wait_for_agreement([state.client for state in members] + [target.client], wait_timeout, require_ok=False, extra=serving)
     except (ClusterError, NodeError) as exc:
         raise ClusterError(f'{exc}; run the task again to complete it', changed=True) from exc
     result['diff']['after'] = render_layout(layout_of_view(final[target.address].view, zones))

@@ -27,6 +27,8 @@ from ansible_collections.hashslot.redis.plugins.module_utils.reshard_plan import
 RETRYABLE_SETSLOT = ('NOREPLICAS', 'UNBLOCKED')
 SETSLOT_RETRIES = 20
 MIGRATE_RETRIES = 6
+# Longest rejoin delay Redis imposes on a master (cluster-node-timeout is clamped to 5 s there), with margin.
+CLUSTERDOWN_WAIT = 15.0
 
 
 @dataclass
@@ -159,6 +161,7 @@ class StreamMigrator:
         source = self.client(self.source)
         source.set_timeout(max(30.0, self.settings.migrate_timeout / 1000.0 * 3 + 10))
         pending = list(slots)
+        clusterdown_deadline = time.monotonic() + CLUSTERDOWN_WAIT
         while pending:
             key_lists = source.pipeline([('CLUSTER', 'GETKEYSINSLOT', slot, batch[slot]) for slot in pending], decode=False)
             work = []
@@ -179,7 +182,10 @@ class StreamMigrator:
                     replace[slot] = False
                     continue
                 text = _error_text(reply)
-                if 'BUSYKEY' in text:
+                if 'CLUSTERDOWN' in text and time.monotonic() < clusterdown_deadline:
+                    # The target is inside its rejoin delay (a master just added) and refuses keys for a few seconds.
+                    time.sleep(0.05)
+                elif 'BUSYKEY' in text:
                     self._resolve_busy_keys(slot, keys)
                     replace[slot] = True
                 elif 'IOERR' in text or 'timeout' in text.lower():

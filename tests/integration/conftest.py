@@ -33,9 +33,9 @@ def servers(build):
     factory.close()
 
 
-def form_cluster(servers: ServerFactory, count: int = 6, replicas: int = 1, zones: str = 'abc'):
+def form_cluster(servers: ServerFactory, count: int = 6, replicas: int = 1, zones: str = 'abc', **extra: str):
     """Start `count` servers and form a cluster with the engine (the module itself is tested elsewhere)."""
-    nodes = servers.start(count)
+    nodes = servers.start(count, **extra)
     specs = [NodeSpec('127.0.0.1', node.port, zones[index % len(zones)]) for index, node in enumerate(nodes)]
     with NodePool(ConnectionOptions()) as pool:
         create_cluster(pool, specs, replicas, 60, False)

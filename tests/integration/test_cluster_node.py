@@ -26,6 +26,8 @@ def test_add_and_remove_master_and_replica(build, cluster, servers):
     new_master_id = raw_command(new_master, 'CLUSTER', 'MYID')
     for server in cluster:
         assert new_master_id in node_ids(server)
+    # Returned only once the new master serves: a rebalance started now must not meet CLUSTERDOWN.
+    assert cluster_info(new_master)['cluster_state'] == 'ok'
     assert run_module('redis_cluster_node', cluster=cluster[0].node, node=new_master.node, role='master')['changed'] is False
 
     replica = run_module('redis_cluster_node', cluster=cluster[0].node, node=dict(new_replica.node, zone='c'), master=new_master.node)

@@ -12,8 +12,9 @@ import redis
 import yaml
 from redis.cluster import ClusterNode, RedisCluster
 
+from conftest import form_cluster
 from load import AckLedger
-from playbook import ansible_env, run_module
+from playbook import ansible_env, run_module, run_tasks
 from servers import cluster_nodes_snapshot, raw_command
 
 
@@ -76,6 +77,24 @@ def test_rebalance_onto_new_master_under_load(build, cluster, servers):
     assert_healthy(build, everyone, 20000 + len(ledger.acknowledged))
     assert raw_command(new_master, 'CLUSTER', 'COUNTKEYSINSLOT', 0) >= 0
     assert run_module('redis_cluster_reshard', node=cluster[0].node)['changed'] is False
+
+
+def test_rebalance_right_after_adding_a_master(build, servers):
+    # With a 5 s node timeout a new master refuses keys for 5 s after it joins (Redis's rejoin delay),
+    # longer than Ansible takes to start the next task.
+    slow = {'cluster-node-timeout': '5000'}
+    cluster = form_cluster(servers, **slow)
+    load_keys(cluster, 5000)
+    new_master = servers.start(1, **slow)[0]
+    run = run_tasks([
+        {'hashslot.redis.redis_cluster_node': {'cluster': cluster[0].node, 'node': new_master.node, 'role': 'master'}},
+        {'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node}},
+    ])
+    added, rebalanced = run.results
+    assert not added.get('failed'), added
+    assert not rebalanced.get('failed'), rebalanced
+    assert rebalanced['moved_slots'] == 4096
+    assert_healthy(build, cluster + [new_master], 5000)
 
 
 def test_move_and_drain_under_load(build, cluster):
