@@ -107,3 +107,61 @@ def run_single_task(module: str, timeout: float = 1800, **params: Any):
         raise AssertionError(f'no task result in the output (rc={completed.returncode}):\n{output}{completed.stderr}')
     result, dummy = json.JSONDecoder().raw_decode(output[marker + 3:])
     return wall, result
+
+
+@dataclass
+class PlaybookRecap:
+    """ansible-playbook's exit code, its whole output and the PLAY RECAP counters per host."""
+    returncode: int
+    output: str
+    stats: Dict[str, Dict[str, int]]
+
+    def total(self, counter: str) -> int:
+        return sum(host.get(counter, 0) for host in self.stats.values())
+
+    def changed_tasks(self) -> List[str]:
+        """The 'TASK [...]' headers under which a host reported changed, to explain a non-idempotent run."""
+        changed, current = [], ''
+        for line in self.output.splitlines():
+            if line.startswith('TASK ['):
+                current = line.split('[', 1)[1].rsplit(']', 1)[0]
+            elif line.startswith('changed:') and current not in changed:
+                changed.append(current)
+        return changed
+
+
+def parse_recap(output: str) -> Dict[str, Dict[str, int]]:
+    stats: Dict[str, Dict[str, int]] = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith('PLAY RECAP'):
+            in_recap = True
+            continue
+        if in_recap and ':' in line and '=' in line:
+            host, counters = line.split(':', 1)
+            stats[host.strip()] = {key: int(value) for key, value in (item.split('=') for item in counters.split())}
+    return stats
+
+
+def run_playbook(playbook: str, inventory: str, extra_vars: Optional[Dict[str, Any]] = None, check: bool = False,
+                 diff: bool = False, tags: Optional[str] = None, limit: Optional[str] = None,
+                 env: Optional[Dict[str, str]] = None, timeout: float = 1800) -> PlaybookRecap:
+    """ansible-playbook PLAYBOOK -i INVENTORY as an operator runs it, from the repository root."""
+    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', inventory, playbook]
+    with tempfile.TemporaryDirectory(prefix='hashslot-play-') as workdir:
+        if extra_vars:
+            vars_file = os.path.join(workdir, 'extra_vars.json')
+            with open(vars_file, 'w') as handle:
+                json.dump(extra_vars, handle)
+            command += ['-e', '@' + vars_file]
+        if check:
+            command.append('--check')
+        if diff:
+            command.append('--diff')
+        if tags:
+            command += ['--tags', tags]
+        if limit:
+            command += ['--limit', limit]
+        completed = subprocess.run(command, cwd=REPO, env=ansible_env(env), capture_output=True, text=True, timeout=timeout)
+    output = completed.stdout + completed.stderr
+    return PlaybookRecap(completed.returncode, output, parse_recap(completed.stdout))

@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright: hashslot.redis contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A server's configuration as data: rendering redis.conf, and applying it to a running server.
+
+The same settings dict feeds the config file (through the `redis_config_text` filter) and the
+`redis_config` module, which brings a running server to it with CONFIG SET where it can and says
+which settings only a restart applies.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+# Settings whose value is a secret: rendered in the file, never shown in results or diffs.
+SECRET_SETTINGS = frozenset(('requirepass', 'masterauth', 'tls-key-file-pass', 'tls-client-key-file-pass'))
+
+# Settings the collection never changes on a running server: either the server refuses (immutable),
+# or changing them under a live cluster node is unsafe (its port, its data directory, its process model).
+RESTART_SETTINGS = frozenset((
+    'port', 'tls-port', 'cluster-enabled', 'cluster-config-file', 'cluster-port', 'daemonize', 'supervised',
+    'pidfile', 'logfile', 'syslog-enabled', 'syslog-ident', 'syslog-facility', 'unixsocket', 'unixsocketperm',
+    'databases', 'io-threads', 'io-threads-do-reads', 'dir', 'appenddirname', 'aclfile', 'include', 'loadmodule',
+    'rename-command', 'always-show-logo', 'set-proc-title', 'proc-title-template', 'enable-debug-command',
+    'enable-module-command', 'enable-protected-configs', 'disable-thp', 'tls-cluster', 'tls-cert-file', 'tls-key-file',
+    'tls-ca-cert-file', 'tls-ca-cert-dir',
+))
+
+# Directives whose value is several words the server splits itself (rendered unquoted).
+MULTI_WORD_SETTINGS = frozenset((
+    'save', 'bind', 'client-output-buffer-limit', 'notify-keyspace-events', 'oom-score-adj-values',
+    'rename-command', 'loadmodule', 'latency-tracking-info-percentiles',
+))
+
+_MEMORY = re.compile(r'^(\d+)(k|kb|m|mb|g|gb)$', re.IGNORECASE)
+_UNITS = {'k': 1000, 'kb': 1024, 'm': 1000 ** 2, 'mb': 1024 ** 2, 'g': 1000 ** 3, 'gb': 1024 ** 3}
+_BOOLEANS = {'true': 'yes', 'false': 'no', 'on': 'yes', 'off': 'no', 'yes': 'yes', 'no': 'no'}
+_SAFE_WORD = re.compile(r'^[A-Za-z0-9_./:@+,=-]+$')
+
+
+def setting_text(value: Any) -> str:
+    """The value as the server reads it: booleans as yes/no, everything else as text."""
+    if isinstance(value, bool):
+        return 'yes' if value else 'no'
+    if value is None:
+        return ''
+    return str(value)
+
+
+def _quote(text: str) -> str:
+    if text and _SAFE_WORD.match(text):
+        return text
+    escaped = text.replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n')
+    return f'"{escaped}"'
+
+
+def config_lines(settings: Mapping[str, Any]) -> List[str]:
+    """One `name value` line per setting, in the order given; a list value repeats the directive."""
+    lines: List[str] = []
+    for name, value in settings.items():
+        if not isinstance(name, str) or not re.match(r'^[a-z][a-z0-9-]*$', name):
+            raise ValueError(f'{name!r} is not a configuration directive name (lowercase words joined by "-")')
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            text = setting_text(item)
+            if name in MULTI_WORD_SETTINGS and text.strip():
+                lines.append(f'{name} {text.strip()}')
+            else:
+                lines.append(f'{name} {_quote(text)}')
+    return lines
+
+
+def normalize(value: Any) -> str:
+    """Canonical form for comparing a wanted value with CONFIG GET's answer (memory units in bytes, yes/no)."""
+    text = setting_text(value).strip()
+    words = []
+    for word in text.split():
+        memory = _MEMORY.match(word)
+        if memory:
+            word = str(int(memory.group(1)) * _UNITS[memory.group(2).lower()])
+        else:
+            word = _BOOLEANS.get(word.lower(), word)
+        words.append(word)
+    return ' '.join(words)
+
+
+def shown(name: str, value: Optional[str]) -> Optional[str]:
+    if value is None or name not in SECRET_SETTINGS:
+        return value
+    return '********'
+
+
+def plan_runtime_changes(wanted: Mapping[str, Any], current: Mapping[str, Optional[str]]) -> Tuple[List[str], List[str], List[str]]:
+    """(to_set, restart_required, unknown) names, comparing wanted settings with the server's CONFIG GET values.
+
+    `current[name]` is None when the server does not know the setting. List-valued settings (a
+    directive repeated) are read only at start-up and are not compared.
+    """
+    to_set: List[str] = []
+    restart: List[str] = []
+    unknown: List[str] = []
+    for name, value in wanted.items():
+        if isinstance(value, (list, tuple)):
+            continue
+        running = current.get(name)
+        if running is None:
+            if name not in RESTART_SETTINGS:
+                unknown.append(name)
+            continue
+        if normalize(value) == normalize(running):
+            continue
+        (restart if name in RESTART_SETTINGS else to_set).append(name)
+    return to_set, restart, unknown
+
+
+def read_settings(client: Any, names: List[str]) -> Dict[str, Optional[str]]:
+    """CONFIG GET for each name in one round trip; None where the server does not know it."""
+    replies = client.pipeline([('CONFIG', 'GET', name) for name in names])
+    current: Dict[str, Optional[str]] = {}
+    for name, reply in zip(names, replies):
+        if isinstance(reply, Exception):
+            current[name] = None
+            continue
+        pairs = dict(zip(reply[0::2], reply[1::2])) if isinstance(reply, list) else dict(reply or {})
+        current[name] = pairs.get(name)
+    return current
+
+
+class ConfigApplyError(Exception):
+    pass
+
+
+def apply_settings(client: Any, wanted: Mapping[str, Any], check_mode: bool) -> Dict[str, Any]:
+    """Bring a running server to `wanted` with CONFIG SET; report what changed and what needs a restart."""
+    names = [name for name, value in wanted.items() if not isinstance(value, (list, tuple))]
+    before = read_settings(client, names)
+    to_set, restart, unknown = plan_runtime_changes(wanted, before)
+    if unknown:
+        raise ConfigApplyError(
+            f'{client.address}: does not know the setting(s) {", ".join(sorted(unknown))}; '
+            'remove them or check the server version (nothing was changed)')
+    changed: List[str] = []
+    after = dict(before)
+    if not check_mode:
+        for name in to_set:
+            reply = client.pipeline([('CONFIG', 'SET', name, setting_text(wanted[name]))])[0]
+            if isinstance(reply, Exception):
+                message = str(reply)
+                if 'immutable' in message or 'protected' in message:
+                    restart.append(name)
+                    continue
+                raise ConfigApplyError(
+                    f'{client.address}: CONFIG SET {name} refused: {message}'
+                    + (f' (already applied: {", ".join(changed)})' if changed else ' (nothing was changed)'))
+            after[name] = read_settings(client, [name])[name]
+            if after[name] != before[name]:
+                changed.append(name)
+    else:
+        changed = list(to_set)
+        after.update({name: normalize(wanted[name]) for name in to_set})
+    diff_names = sorted(set(changed) | set(restart))
+    return dict(
+        changed=bool(changed),
+        settings_changed=sorted(changed),
+        restart_required=sorted(restart),
+        diff=dict(
+            before=''.join(f'{name} {shown(name, before[name])}\n' for name in diff_names),
+            after=''.join(f'{name} {shown(name, after[name] if name in changed else normalize(wanted[name]))}\n' for name in diff_names),
+        ),
+    )

@@ -1,0 +1,113 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hashslot.redis contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: redis_config
+short_description: Bring a running Redis or Valkey server's settings to a desired state without a restart
+version_added: 0.1.0
+description:
+  - Compares each wanted setting with the server's C(CONFIG GET) answer and changes the ones that differ with
+    C(CONFIG SET), one at a time, so the server never restarts for a setting it can take at run time.
+  - Settings that only a restart applies (the port, the data directory, C(cluster-enabled), C(daemonize), TLS
+    files and the like, or any the server calls immutable) are never changed; they are returned in
+    RV(restart_required) so the caller can schedule a rolling restart.
+  - Values are compared the way the server stores them (C(4gb) is C(4294967296), C(true) is C(yes)).
+  - Every setting is checked against the server before the first change; one the server does not know fails
+    the task with nothing changed.
+  - It never runs C(CONFIG REWRITE); the configuration file is the caller's (the C(redis_server) role templates it
+    from the same settings).
+options:
+  node:
+    description: The server to configure.
+    type: dict
+    required: true
+    suboptions:
+      host:
+        description: Host name or IP address.
+        type: str
+        required: true
+      port:
+        description: Client port.
+        type: int
+        default: 6379
+  settings:
+    description:
+      - Wanted settings, directive name to value (booleans become C(yes)/C(no)).
+      - A list value is a directive repeated in the file (C(rename-command)); it is read only at start-up and is
+        not compared.
+    type: dict
+    required: true
+extends_documentation_fragment:
+  - hashslot.redis.connection
+attributes:
+  check_mode:
+    support: full
+    description: Reads the server and returns the settings a real run would change.
+  diff_mode:
+    support: full
+    description: Shows the changed settings before and after (secrets masked).
+author:
+  - hashslot.redis contributors
+'''
+
+EXAMPLES = r'''
+- name: Raise maxmemory on a running node, no restart
+  hashslot.redis.redis_config:
+    node: {host: 10.0.1.10, port: 6379}
+    settings:
+      maxmemory: 8gb
+      maxmemory-policy: allkeys-lru
+  register: applied
+
+- name: Say which nodes need the rolling restart playbook
+  ansible.builtin.debug:
+    msg: "restart needed for {{ applied.restart_required }}"
+  when: applied.restart_required | length > 0
+'''
+
+RETURN = r'''
+settings_changed:
+  description: Settings changed with CONFIG SET (in check mode, the ones a real run would change).
+  returned: always
+  type: list
+  elements: str
+  sample: [maxmemory]
+restart_required:
+  description: Settings whose running value differs from the wanted one and that only a restart applies.
+  returned: always
+  type: list
+  elements: str
+  sample: [databases]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.hashslot.redis.plugins.module_utils.module_support import run_cluster_module
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import common_argument_spec, node_argument_spec
+from ansible_collections.hashslot.redis.plugins.module_utils.server_config import ConfigApplyError, apply_settings
+
+
+def main():
+    argument_spec = common_argument_spec()
+    argument_spec.update(
+        node=node_argument_spec(),
+        settings=dict(type='dict', required=True),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+
+    def operation(pool):
+        client = pool.get(module.params['node']['host'], module.params['node']['port'])
+        try:
+            return apply_settings(client, module.params['settings'], module.check_mode)
+        except ConfigApplyError as exc:
+            return dict(changed=False, failure=str(exc))
+
+    run_cluster_module(module, operation)
+
+
+if __name__ == '__main__':
+    main()
