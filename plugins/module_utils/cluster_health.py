@@ -13,6 +13,11 @@ from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import
 from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterNode, ClusterView, format_ranges, slots_to_ranges
 
 
+# Every kind of problem find_problems reports.
+PROBLEM_KINDS = ('node_unreachable', 'node_failed', 'node_pfail', 'link_down', 'open_slot', 'uncovered_slots',
+                 'config_disagreement', 'cluster_state', 'master_without_replica', 'replica_same_domain')
+
+
 def failure_domain(node: ClusterNode, zones: Dict[str, str]) -> str:
     zone = zones.get(node.address) or zones.get(node.id)
     return f'zone {zone}' if zone else f'host {node.host}'

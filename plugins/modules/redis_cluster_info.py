@@ -39,6 +39,15 @@ options:
     description: Fail the task when any problem is found (the result still carries the report).
     type: bool
     default: false
+  ignore_problems:
+    description:
+      - Kinds of problem that do not fail the task with O(fail_on_problems) (they are still reported), for example
+        C(master_without_replica) in a cluster built without replicas.
+    type: list
+    elements: str
+    default: []
+    choices: [node_unreachable, node_failed, node_pfail, link_down, open_slot, uncovered_slots, config_disagreement,
+              cluster_state, master_without_replica, replica_same_domain]
 extends_documentation_fragment:
   - hashslot.redis.connection
 attributes:
@@ -105,7 +114,7 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.hashslot.redis.plugins.module_utils.cluster_health import inspect_cluster
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster_health import PROBLEM_KINDS, inspect_cluster
 from ansible_collections.hashslot.redis.plugins.module_utils.module_support import run_cluster_module
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import common_argument_spec, node_argument_spec
 
@@ -116,14 +125,16 @@ def main():
         node=node_argument_spec(),
         zones=dict(type='dict', default={}),
         fail_on_problems=dict(type='bool', default=False),
+        ignore_problems=dict(type='list', elements='str', default=[], choices=list(PROBLEM_KINDS)),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def operation(pool):
         report = inspect_cluster(pool, module.params['node']['host'], module.params['node']['port'], module.params['zones'])
-        if module.params['fail_on_problems'] and report['problems']:
-            summary = '; '.join(f"{problem['node']}: {problem['kind']}: {problem['detail']}" for problem in report['problems'][:10])
-            report['failure'] = f"{len(report['problems'])} problem(s) in the cluster: {summary}"
+        failing = [problem for problem in report['problems'] if problem['kind'] not in module.params['ignore_problems']]
+        if module.params['fail_on_problems'] and failing:
+            summary = '; '.join(f"{problem['node']}: {problem['kind']}: {problem['detail']}" for problem in failing[:10])
+            report['failure'] = f"{len(failing)} problem(s) in the cluster: {summary}"
         return report
 
     run_cluster_module(module, operation)

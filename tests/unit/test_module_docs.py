@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -66,3 +67,10 @@ def test_doc_renders_and_matches_argument_spec(name):
         assert bool(documented[option].get('required')) == bool(definition.get('required')), option
         if definition.get('no_log'):
             assert 'password' in option
+
+
+def test_problem_kinds_are_the_ones_the_health_check_reports():
+    source = open(os.path.join(REPO, 'plugins', 'module_utils', 'cluster_health.py')).read()
+    from ansible_collections.hashslot.redis.plugins.module_utils.cluster_health import PROBLEM_KINDS
+    reported = set(re.findall(r"add\('([a-z_]+)'", source))
+    assert reported == set(PROBLEM_KINDS)
