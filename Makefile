@@ -7,9 +7,11 @@ LINK := .collections/ansible_collections/hashslot/redis
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help test lint unit integration servers venv bench clean
+.PHONY: help demo demo-down test lint unit integration servers venv bench clean
 
 help:
+	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
+	@echo "make demo-down    stop the demo cluster and delete its data"
 	@echo "make test         lint, unit tests, module docs, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1"
 	@echo "make lint         ruff (pep8 at 160 columns, pyflakes)"
 	@echo "make unit         unit and property tests of the engine only (no server needed)"
@@ -17,8 +19,9 @@ help:
 	@echo "make bench        benchmarks against redis-cli --cluster (prints measured figures)"
 	@echo "make clean        remove the virtualenv and test output (server builds stay cached)"
 
+# Debian and Ubuntu ship python3 without ensurepip: install python3-venv (as root, or with sudo) when needed.
 $(VENV)/.installed: requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); tools/install-venv-support && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -29,6 +32,15 @@ venv: $(VENV)/.installed $(LINK)
 $(LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../.. $@
+
+# The demo is site.yml against inventories/local, as an operator runs it; a second run changes nothing.
+demo: venv
+	$(BIN)/ansible-playbook -i inventories/local site.yml
+	@echo
+	@$(BIN)/python tools/cluster-report 127.0.0.1:7000 --zones inventories/local/group_vars/redis_cluster.yml
+
+demo-down: venv
+	$(BIN)/ansible-playbook -i inventories/local playbooks/teardown.yml -e hashslot_teardown_confirm=yes
 
 servers:
 	tools/redis-servers ensure

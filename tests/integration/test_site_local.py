@@ -1,0 +1,160 @@
+"""site.yml on inventories/local, as `make demo` runs it: the checks the guides make, then idempotence.
+
+The local inventory is the real thing: six instances on ports 7000-7005 of this machine, Debian's Redis
+package, daemons (this machine has no systemd). A demo already running there is taken down first and
+deployed again at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+import yaml
+
+from playbook import REPO, run_playbook
+
+INVENTORY = 'inventories/local'
+PORTS = list(range(7000, 7006))
+ZONES = {instance['port']: instance['zone']
+         for instance in yaml.safe_load(open(os.path.join(REPO, INVENTORY, 'group_vars', 'redis_cluster.yml')))['redis_server_instances']}
+
+
+def serving(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(('127.0.0.1', port)) == 0
+
+
+def raw(port: int, *args):
+    connection = redis.Connection(host='127.0.0.1', port=port, decode_responses=True, socket_timeout=10)
+    try:
+        connection.send_command(*args)
+        return connection.read_response()
+    finally:
+        connection.disconnect()
+
+
+def cluster_info(port: int):
+    return dict(line.split(':', 1) for line in raw(port, 'CLUSTER', 'INFO').splitlines() if ':' in line)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([shutil.which('redis-cli') or '/usr/bin/redis-cli', *args], capture_output=True, text=True, timeout=60)
+
+
+def teardown() -> None:
+    result = run_playbook('playbooks/teardown.yml', INVENTORY, extra_vars={'hashslot_teardown_confirm': 'yes'})
+    assert result.returncode == 0, result.output[-3000:]
+
+
+@pytest.fixture(scope='module')
+def deployed():
+    demo_was_up = any(serving(port) for port in PORTS)
+    if demo_was_up:
+        teardown()
+    assert not any(serving(port) for port in PORTS), 'ports 7000-7005 are taken by something other than the demo'
+
+    planned = run_playbook('site.yml', INVENTORY, check=True)
+    assert planned.returncode == 0, planned.output[-3000:]
+    assert planned.total('changed') > 0
+    assert not any(serving(port) for port in PORTS), 'check mode started an instance'
+
+    first = run_playbook('site.yml', INVENTORY)
+    assert first.returncode == 0, first.output[-5000:]
+    yield first
+    if not demo_was_up:
+        teardown()
+        assert not any(serving(port) for port in PORTS)
+        assert not os.path.exists('/var/lib/redis/7000') and not os.path.exists('/etc/redis/redis-7000.conf')
+
+
+def test_cluster_is_what_the_guides_check(deployed):
+    assert deployed.total('changed') > 0
+    info = cluster_info(7000)
+    assert info['cluster_state'] == 'ok'
+    assert info['cluster_slots_assigned'] == '16384' and info['cluster_slots_ok'] == '16384'
+    assert info['cluster_known_nodes'] == '6' and info['cluster_size'] == '3'
+
+    check = cli('--cluster', 'check', '127.0.0.1:7000')
+    assert check.returncode == 0 and '[OK] All 16384 slots covered.' in check.stdout, check.stdout
+
+    # redis-cli -c follows MOVED redirects: keys land on three different masters.
+    for key in ('alpha', 'bravo', 'charlie', 'delta'):
+        assert cli('-c', '-p', '7000', 'SET', key, f'value-{key}').stdout.strip() == 'OK'
+        assert cli('-c', '-p', '7001', 'GET', key).stdout.strip() == f'value-{key}'
+    refused = cli('-p', '7000', 'GET', 'bravo')
+    assert 'MOVED' in refused.stdout + refused.stderr or refused.stdout.strip() == 'value-bravo'
+    # Keys sharing a hash tag share a slot, so a multi-key command works.
+    assert cli('-c', '-p', '7002', 'MSET', '{user:42}:name', 'ada', '{user:42}:lang', 'en').stdout.strip() == 'OK'
+    assert cli('-c', '-p', '7000', 'MGET', '{user:42}:name', '{user:42}:lang').stdout.split() == ['ada', 'en']
+
+
+def test_replicas_sit_in_another_zone_than_their_master(deployed):
+    nodes = [line.split() for line in raw(7000, 'CLUSTER', 'NODES').splitlines()]
+    by_id = {fields[0]: int(fields[1].split('@')[0].rsplit(':', 1)[1]) for fields in nodes}
+    replicas = [fields for fields in nodes if 'slave' in fields[2]]
+    assert len(replicas) == 3
+    for fields in replicas:
+        port = int(fields[1].split('@')[0].rsplit(':', 1)[1])
+        assert ZONES[port] != ZONES[by_id[fields[3]]]
+
+
+def test_second_run_changes_nothing(deployed):
+    again = run_playbook('site.yml', INVENTORY)
+    assert again.returncode == 0, again.output[-3000:]
+    assert again.total('changed') == 0, again.changed_tasks()
+
+
+def test_rerun_after_a_failover_changes_nothing(deployed):
+    """Redis rewrites nodes-<port>.conf itself (roles swapped): the role owns redis-<port>.conf, not that file."""
+    replica_port = next(port for port in PORTS if raw(port, 'ROLE')[0] == 'slave')
+    nodes_conf = f'/var/lib/redis/{replica_port}/nodes-{replica_port}.conf'
+    before = os.stat(nodes_conf).st_mtime
+    assert raw(replica_port, 'CLUSTER', 'FAILOVER') == 'OK'
+    deadline = time.monotonic() + 30
+    while raw(replica_port, 'ROLE')[0] != 'master' and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert raw(replica_port, 'ROLE')[0] == 'master'
+    assert os.stat(nodes_conf).st_mtime > before
+    again = run_playbook('site.yml', INVENTORY, tags='server,cluster')
+    assert again.returncode == 0, again.output[-3000:]
+    assert again.total('changed') == 0, again.changed_tasks()
+    assert raw(replica_port, 'ROLE')[0] == 'master'
+
+
+def test_runtime_settings_change_without_restart(deployed):
+    run_ids = {port: raw(port, 'INFO', 'server').split('run_id:')[1].split()[0] for port in PORTS}
+    changed = run_playbook('site.yml', INVENTORY, tags='server', extra_vars={'redis_server_maxmemory': '300mb'})
+    assert changed.returncode == 0, changed.output[-3000:]
+    assert changed.total('changed') > 0
+    for port in PORTS:
+        assert raw(port, 'CONFIG', 'GET', 'maxmemory')[1] == str(300 * 1024 * 1024)
+        assert raw(port, 'INFO', 'server').split('run_id:')[1].split()[0] == run_ids[port], 'the instance restarted'
+        assert 'maxmemory 300mb' in open(f'/etc/redis/redis-{port}.conf').read()
+
+    restart_only = run_playbook('site.yml', INVENTORY, tags='server',
+                                extra_vars={'redis_server_maxmemory': '300mb', 'redis_server_settings': {'databases': 4}})
+    assert restart_only.returncode == 0, restart_only.output[-3000:]
+    assert 'playbooks/rolling_restart.yml' in restart_only.output and 'databases' in restart_only.output
+    for port in PORTS:
+        assert raw(port, 'INFO', 'server').split('run_id:')[1].split()[0] == run_ids[port], 'the instance restarted'
+
+    back = run_playbook('site.yml', INVENTORY, tags='server')
+    assert back.returncode == 0, back.output[-3000:]
+    for port in PORTS:
+        assert raw(port, 'CONFIG', 'GET', 'maxmemory')[1] == str(256 * 1024 * 1024)
+
+
+def test_bad_variables_fail_before_anything_changes(deployed):
+    conf = open('/etc/redis/redis-7000.conf').read()
+    bad = run_playbook('site.yml', INVENTORY, extra_vars={'redis_server_appendfsync': 'sometimes', 'redis_server_maxmemory': '1gb'})
+    assert bad.returncode != 0
+    assert 'redis_server_appendfsync' in bad.output
+    assert bad.total('changed') == 0
+    assert open('/etc/redis/redis-7000.conf').read() == conf
