@@ -193,3 +193,20 @@ def raw_command(server: RedisServer, *args):
 
 def cluster_info(server: RedisServer) -> Dict[str, str]:
     return dict(line.split(':', 1) for line in raw_command(server, 'CLUSTER', 'INFO').splitlines() if ':' in line)
+
+
+def port_serving(port: int, host: str = '127.0.0.1') -> bool:
+    """Whether something accepts connections on the port (instances deployed by the roles, not by this factory)."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def port_command(port: int, *args, host: str = '127.0.0.1'):
+    """A command's raw reply from whatever server listens on the port."""
+    connection = redis.Connection(host=host, port=port, decode_responses=True, socket_timeout=10)
+    try:
+        connection.send_command(*args)
+        return connection.read_response()
+    finally:
+        connection.disconnect()

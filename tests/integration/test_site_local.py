@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
-import redis
 import yaml
 
+from servers import port_command, port_serving
 from playbook import REPO, run_playbook
 
 INVENTORY = 'inventories/local'
@@ -25,19 +24,8 @@ ZONES = {instance['port']: instance['zone']
          for instance in yaml.safe_load(open(os.path.join(REPO, INVENTORY, 'group_vars', 'redis_cluster.yml')))['redis_server_instances']}
 
 
-def serving(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(('127.0.0.1', port)) == 0
-
-
-def raw(port: int, *args):
-    connection = redis.Connection(host='127.0.0.1', port=port, decode_responses=True, socket_timeout=10)
-    try:
-        connection.send_command(*args)
-        return connection.read_response()
-    finally:
-        connection.disconnect()
+serving = port_serving
+raw = port_command
 
 
 def cluster_info(port: int):

@@ -1,0 +1,291 @@
+"""The operations playbooks (failover, rebalance, rolling restart, scale out/in, backup, upgrade) as operators run them.
+
+One real cluster for the whole module: site.yml deploys tests/integration/inventories/ops (six instances on ports
+7100-7105 of this machine, three zones, Debian's Redis 7.0.15, daemons); -e ops_test_scale_out=true adds 7106-7107
+to that inventory for the scale-out. teardown.yml removes everything at the end. The upgrade to Valkey 8.1.1 runs
+last: it builds Valkey from the cached source tarball (air-gapped archive option of redis_install), once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import redis
+
+from load import AckLedger
+from servers import port_command, port_serving
+from playbook import run_playbook
+
+INVENTORY = 'tests/integration/inventories/ops'
+PORTS = list(range(7100, 7106))
+EXTRA_PORTS = [7106, 7107]
+ZONES = {7100: 'a', 7101: 'b', 7102: 'c', 7103: 'a', 7104: 'b', 7105: 'c', 7106: 'a', 7107: 'b'}
+SCALED = {'ops_test_scale_out': True}
+VALKEY_ARCHIVE = '/var/cache/hashslot-redis/src/valkey_8.1.1+dfsg1.orig.tar.xz'
+VALKEY_SHA256 = 'd9bbd82eecb82f359e649a0007ad3dc1b47cc15afa626348ca86b73c4ae2c7ee'
+UPGRADE = {
+    'redis_install_flavor': 'valkey', 'redis_install_method': 'source', 'redis_install_version': '8.1.1',
+    'redis_install_source_archive': VALKEY_ARCHIVE, 'redis_install_source_checksum': f'sha256:{VALKEY_SHA256}',
+}
+
+
+serving = port_serving
+raw = port_command
+
+
+def info(port: int, section: str = 'server'):
+    return dict(line.split(':', 1) for line in raw(port, 'INFO', section).splitlines() if ':' in line)
+
+
+def role(port: int) -> str:
+    return raw(port, 'ROLE')[0]
+
+
+def masters(ports=PORTS):
+    return sorted(port for port in ports if role(port) == 'master' and owned_slots(port, port) > 0)
+
+
+def owned_slots(observer: int, port: int) -> int:
+    """Slots `port` owns as `observer` sees it."""
+    for line in raw(observer, 'CLUSTER', 'NODES').splitlines():
+        fields = line.split()
+        if fields[1].split('@')[0].endswith(f':{port}'):
+            total = 0
+            for item in fields[8:]:
+                if not item.startswith('['):
+                    start, dummy, end = item.partition('-')
+                    total += int(end or start) - int(start) + 1
+            return total
+    return 0
+
+
+def topology(ports=PORTS):
+    """Each node's view of roles and slots (ids, flags and slot ranges; no timing fields)."""
+    views = {}
+    for port in ports:
+        lines = []
+        for line in raw(port, 'CLUSTER', 'NODES').splitlines():
+            fields = line.split()
+            lines.append((fields[0], fields[2].replace('myself,', ''), fields[3], tuple(fields[8:])))
+        views[port] = sorted(lines)
+    return views
+
+
+def key_count(ports=PORTS) -> int:
+    return sum(raw(port, 'DBSIZE') for port in ports if role(port) == 'master')
+
+
+def fill(count: int, prefix: str) -> None:
+    client = redis.RedisCluster(host='127.0.0.1', port=PORTS[0], decode_responses=True)
+    try:
+        pipe = client.pipeline()
+        for number in range(count):
+            pipe.set(f'{prefix}:{number}', number)
+        pipe.execute()
+    finally:
+        client.close()
+
+
+def play(name: str, extra_vars=None, check: bool = False, diff: bool = False, tags=None):
+    return run_playbook(f'playbooks/{name}.yml', INVENTORY, extra_vars=extra_vars, check=check, diff=diff, tags=tags)
+
+
+def teardown() -> None:
+    result = play('teardown', {'hashslot_teardown_confirm': 'yes', **SCALED})
+    assert result.returncode == 0, result.output[-3000:]
+
+
+@pytest.fixture(scope='module')
+def deployed():
+    if any(serving(port) for port in PORTS + EXTRA_PORTS):
+        teardown()
+    assert not any(serving(port) for port in PORTS + EXTRA_PORTS), 'ports 7100-7107 are taken by something else than this test'
+    result = run_playbook('site.yml', INVENTORY)
+    assert result.returncode == 0, result.output[-5000:]
+    yield result
+    teardown()
+    assert not any(serving(port) for port in PORTS + EXTRA_PORTS)
+    assert not os.path.exists('/var/lib/redis/7100') and not os.path.exists('/etc/redis/redis-7106.conf')
+
+
+def test_bad_input_fails_before_anything_changes(deployed):
+    before = topology()
+    cases = [
+        ('failover', {}, 'redis_failover_node=host:port'),
+        ('failover', {'redis_failover_node': '127.0.0.1:7101', 'redis_failover_master': '127.0.0.1:7100'}, 'exactly one of them'),
+        ('failover', {'redis_failover_node': '127.0.0.1:7101', 'redis_failover_mode': 'fast'}, 'redis_failover_mode must be one of'),
+        ('failover', {'redis_failover_node': '127.0.0.1:7199'}, '127.0.0.1:7199 is not a member of the cluster'),
+        ('scale_in', {}, 'missing required arguments: redis_scale_in_nodes'),
+        ('scale_in', {'redis_scale_in_nodes': ['7101']}, 'redis_scale_in_nodes must list the instances to remove as host:port'),
+        ('scale_in', {'redis_scale_in_nodes': [f'127.0.0.1:{masters()[0]}']}, 'a cluster needs at least 3'),
+        ('rolling_restart', {'redis_rolling_nodes': ['127.0.0.1:7199']}, 'which no host of the inventory runs'),
+        ('rebalance', {'redis_rebalance_weights': {'127.0.0.1:7100': -1}}, 'redis_rebalance_weights maps masters'),
+        ('upgrade', {'redis_install_flavor': 'valkey'}, 'missing required arguments: redis_install_version'),
+    ]
+    for name, extra_vars, message in cases:
+        result = play(name, extra_vars)
+        assert result.returncode != 0, f'{name} {extra_vars} succeeded'
+        assert message in result.output, f'{name} {extra_vars}: {result.output[-2000:]}'
+        assert result.total('changed') == 0, (name, result.changed_tasks())
+    assert topology() == before
+
+
+def test_failover_promotes_the_named_replica(deployed):
+    replica = next(port for port in PORTS if role(port) == 'slave')
+    old_master = int(raw(replica, 'ROLE')[2])
+    before = topology()
+    planned = play('failover', {'redis_failover_node': f'127.0.0.1:{replica}'}, check=True)
+    assert planned.returncode == 0, planned.output[-3000:]
+    assert planned.total('changed') == 1 and f'would promote 127.0.0.1:{replica} in place of 127.0.0.1:{old_master}' in planned.output
+    assert topology() == before
+
+    promoted = play('failover', {'redis_failover_node': f'127.0.0.1:{replica}'})
+    assert promoted.returncode == 0, promoted.output[-3000:]
+    assert promoted.total('changed') == 1
+    assert role(replica) == 'master' and role(old_master) == 'slave' and int(raw(old_master, 'ROLE')[2]) == replica
+
+    again = play('failover', {'redis_failover_node': f'127.0.0.1:{replica}'})
+    assert again.returncode == 0 and again.total('changed') == 0, again.changed_tasks()
+    assert 'already is a master: nothing to do' in again.output
+
+    # Named by its master: the playbook picks the master's replica (another zone) and gives the slots back.
+    back = play('failover', {'redis_failover_master': f'127.0.0.1:{replica}'})
+    assert back.returncode == 0, back.output[-3000:]
+    assert f'promoted 127.0.0.1:{old_master} in place of 127.0.0.1:{replica}' in back.output
+    assert role(old_master) == 'master' and role(replica) == 'slave'
+    assert ZONES[old_master] != ZONES[replica]
+
+
+def test_rebalance_check_mode_plans_and_writes_nothing(deployed):
+    fill(2000, 'rebalance')
+    master = masters()[0]
+    before = topology()
+    planned = play('rebalance', {'redis_rebalance_weights': {f'127.0.0.1:{master}': 2}}, check=True, diff=True)
+    assert planned.returncode == 0, planned.output[-3000:]
+    assert planned.total('changed') == 1
+    assert 'would move ' in planned.output and f'-> 127.0.0.1:{master}' in planned.output
+    assert topology() == before
+
+    balanced = play('rebalance')
+    assert balanced.returncode == 0, balanced.output[-3000:]
+    assert balanced.total('changed') == 0 and 'every master is within 2% of its share' in balanced.output
+    assert topology() == before
+
+
+def test_rolling_restart_loses_no_acknowledged_write(deployed):
+    run_ids = {port: info(port)['run_id'] for port in PORTS}
+    masters_before = masters()
+    planned = play('rolling_restart', {'redis_rolling_failback': True}, check=True)
+    assert planned.returncode == 0, planned.output[-3000:]
+    assert planned.total('changed') == 1 and '6 instance(s) to restart one at a time' in planned.output
+    assert {port: info(port)['run_id'] for port in PORTS} == run_ids
+
+    ledger = AckLedger([f'127.0.0.1:{port}' for port in PORTS], max_seconds=400).start()
+    ledger.wait_for_writes(2000)
+    result = play('rolling_restart', {'redis_rolling_failback': True})
+    written = len(ledger.acknowledged)
+    ledger.wait_for_writes(written + 1000)
+    ledger.stop()
+    assert result.returncode == 0, result.output[-5000:]
+
+    restarted = {port: info(port)['run_id'] for port in PORTS}
+    assert all(restarted[port] != run_ids[port] for port in PORTS), 'an instance was not restarted'
+    assert masters() == masters_before, 'with redis_rolling_failback the masters end where they started'
+    assert len(ledger.acknowledged) > 5000
+    assert ledger.lost() == {}
+
+
+def test_scale_out_adds_a_shard_and_rebalances(deployed):
+    fill(3000, 'scale')
+    keys = key_count()
+    result = play('scale_out', SCALED)
+    assert result.returncode == 0, result.output[-5000:]
+    assert result.total('changed') > 0
+    assert role(7106) == 'master' and role(7107) == 'slave' and int(raw(7107, 'ROLE')[2]) == 7106
+    assert ZONES[7106] != ZONES[7107]
+    shares = {port: owned_slots(PORTS[0], port) for port in masters(PORTS + EXTRA_PORTS)}
+    assert len(shares) == 4 and sum(shares.values()) == 16384
+    assert all(abs(share - 4096) <= 4096 * 0.02 for share in shares.values()), shares
+    assert key_count(PORTS + EXTRA_PORTS) == keys
+
+    again = play('scale_out', SCALED, tags='cluster')
+    assert again.returncode == 0, again.output[-3000:]
+    assert again.total('changed') == 0, again.changed_tasks()
+    assert 'nothing to join' in again.output
+
+
+def test_scale_in_drains_and_removes(deployed):
+    keys = key_count(PORTS + EXTRA_PORTS)
+    leaving = {'redis_scale_in_nodes': ['127.0.0.1:7106', '127.0.0.1:7107'], 'redis_scale_in_stop': True, **SCALED}
+    before = topology(PORTS + EXTRA_PORTS)
+    planned = play('scale_in', leaving, check=True)
+    assert planned.returncode == 0, planned.output[-3000:]
+    assert planned.total('changed') > 0 and 'move the' in planned.output and 'remove master 127.0.0.1:7106' in planned.output
+    assert topology(PORTS + EXTRA_PORTS) == before and serving(7106) and serving(7107)
+
+    result = play('scale_in', leaving)
+    assert result.returncode == 0, result.output[-5000:]
+    assert not serving(7106) and not serving(7107)
+    known = raw(PORTS[0], 'CLUSTER', 'NODES')
+    assert ':7106' not in known and ':7107' not in known
+    assert len(masters()) == 3 and key_count() == keys
+
+    again = play('scale_in', leaving)
+    assert again.returncode == 0 and again.total('changed') == 0, again.changed_tasks()
+
+
+def test_backup_fetches_snapshots_redis_check_rdb_accepts(deployed, tmp_path):
+    planned = play('backup', {'redis_backup_dir': str(tmp_path / 'planned')}, check=True)
+    assert planned.returncode == 0, planned.output[-3000:]
+    assert not (tmp_path / 'planned').exists()
+
+    saves = {port: int(info(port, 'persistence')['rdb_saves']) for port in masters()}
+    result = play('backup', {'redis_backup_dir': str(tmp_path / 'backups')})
+    assert result.returncode == 0, result.output[-3000:]
+    (stamp,) = os.listdir(tmp_path / 'backups')
+    root = tmp_path / 'backups' / stamp
+    assert str(root) in result.output
+    for port, count in saves.items():
+        assert int(info(port, 'persistence')['rdb_saves']) > count, f'{port} did not save'
+        folder = root / f'localhost-{port}'
+        assert sorted(os.listdir(folder)) == ['dump.rdb', f'nodes-{port}.conf']
+        check = subprocess.run(['redis-check-rdb', str(folder / 'dump.rdb')], capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0 and 'RDB looks OK' in check.stdout, check.stdout + check.stderr
+        assert 'myself,master' in (folder / f'nodes-{port}.conf').read_text()
+    layout = json.loads((root / 'cluster.json').read_text())
+    assert len(layout['nodes']) == 6 and len(layout['snapshots']) == 3
+
+
+def test_upgrade_redis_to_valkey_keeps_data_paths_and_writes(deployed):
+    if not os.path.exists(VALKEY_ARCHIVE):
+        pytest.fail(f'{VALKEY_ARCHIVE} is missing; run `tools/redis-servers ensure` (make test does)')
+    keys = key_count()
+    run_ids = {port: info(port)['run_id'] for port in PORTS}
+    ledger = AckLedger([f'127.0.0.1:{port}' for port in PORTS], max_seconds=900, prefix='upgrade').start()
+    ledger.wait_for_writes(2000)
+    result = play('upgrade', UPGRADE)
+    written = len(ledger.acknowledged)
+    ledger.wait_for_writes(written + 1000)
+    ledger.stop()
+    assert result.returncode == 0, result.output[-5000:]
+
+    for port in PORTS:
+        server = info(port)
+        assert server.get('valkey_version') == '8.1.1' and server['run_id'] != run_ids[port], port
+        assert server['executable'] == '/opt/hashslot/valkey/bin/valkey-server'
+        assert server['config_file'] == f'/etc/redis/redis-{port}.conf'
+        assert raw(port, 'CONFIG', 'GET', 'dir')[1] == f'/var/lib/redis/{port}'
+    assert 'every node runs valkey 8.1.1' in result.output
+    assert 'redis_server_flavor: redis' in result.output
+    assert ledger.lost() == {}
+    assert key_count() >= keys + len(ledger.acknowledged)
+
+    # Every instance already runs 8.1.1: nothing to build, write or restart.
+    upgraded = {port: info(port)['run_id'] for port in PORTS}
+    again = play('upgrade', UPGRADE)
+    assert again.returncode == 0, again.output[-3000:]
+    assert again.total('changed') == 0, again.changed_tasks()
+    assert {port: info(port)['run_id'] for port in PORTS} == upgraded
