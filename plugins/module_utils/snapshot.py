@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# Copyright: hashslot.redis contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""An RDB snapshot of one node: BGSAVE, then wait until a save that started after the request has finished."""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from typing import Any, Callable, Dict
+
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster import ClusterError
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError
+
+POLL_SECONDS = 0.05
+
+
+def _persistence(client: Any) -> Dict[str, str]:
+    return client.info('persistence')
+
+
+def _config(client: Any, name: str) -> str:
+    reply = client.call('CONFIG', 'GET', name)
+    pairs = dict(zip(reply[0::2], reply[1::2])) if isinstance(reply, list) else dict(reply or {})
+    return pairs.get(name, '')
+
+
+def _saves(persistence: Dict[str, str]) -> int:
+    # rdb_saves counts snapshots since start-up; servers without it fall back on the last save's second.
+    return int(persistence.get('rdb_saves', persistence.get('rdb_last_save_time', '0')))
+
+
+def take_snapshot(client: Any, wait_timeout: float, check_mode: bool, clock: Callable[[], float] = time.monotonic) -> Dict[str, Any]:
+    before = _persistence(client)
+    path = posixpath.join(_config(client, 'dir'), _config(client, 'dbfilename'))
+    result: Dict[str, Any] = dict(changed=True, path=path, node=client.address)
+    if check_mode:
+        result.update(last_save_time=int(before.get('rdb_last_save_time', '0')))
+        return result
+    saves_before = _saves(before)
+    started = clock()
+    try:
+        # SCHEDULE: if an AOF rewrite is running the save starts right after it instead of failing.
+        client.call('BGSAVE', 'SCHEDULE')
+    except NodeError as exc:
+        # A save already running may have started before the request: wait for it, then ask again.
+        if 'already in progress' not in exc.reason:
+            raise
+        _wait_idle(client, started + wait_timeout, clock)
+        saves_before = _saves(_persistence(client))
+        client.call('BGSAVE', 'SCHEDULE')
+    while True:
+        now = _persistence(client)
+        if now.get('rdb_bgsave_in_progress') == '0' and _saves(now) > saves_before:
+            if now.get('rdb_last_bgsave_status') != 'ok':
+                raise ClusterError(f'{client.address}: the background save failed (rdb_last_bgsave_status:{now.get("rdb_last_bgsave_status")}); '
+                                   'see the server log (disk full, permissions of the data directory?)')
+            result.update(last_save_time=int(now.get('rdb_last_save_time', '0')), duration=round(clock() - started, 3))
+            return result
+        if clock() > started + wait_timeout:
+            raise ClusterError(f'{client.address}: the snapshot did not finish within {wait_timeout:g} s '
+                               f'(rdb_bgsave_in_progress:{now.get("rdb_bgsave_in_progress")}); raise wait_timeout for a large dataset',
+                               changed=True)
+        time.sleep(POLL_SECONDS)
+
+
+def _wait_idle(client: Any, deadline: float, clock: Callable[[], float]) -> None:
+    while _persistence(client).get('rdb_bgsave_in_progress') != '0':
+        if clock() > deadline:
+            raise ClusterError(f'{client.address}: a background save already running did not finish in time')
+        time.sleep(POLL_SECONDS)
