@@ -146,3 +146,50 @@ def test_bad_variables_fail_before_anything_changes(deployed):
     assert 'redis_server_appendfsync' in bad.output
     assert bad.total('changed') == 0
     assert open('/etc/redis/redis-7000.conf').read() == conf
+
+
+def test_new_instances_join_as_shards_then_leave(deployed):
+    """Two instances added to the inventory: site.yml makes them a new shard (a master with slots, its replica in
+    another zone) without losing a key; scale_in.yml drains and removes them again."""
+    base = yaml.safe_load(open(os.path.join(REPO, INVENTORY, 'group_vars', 'redis_cluster.yml')))['redis_server_instances']
+    added = [{'port': 7006, 'zone': 'a'}, {'port': 7007, 'zone': 'b'}]
+    grown = {'redis_server_instances': base + added}
+    zones = dict(ZONES, **{instance['port']: instance['zone'] for instance in added})
+
+    def masters():
+        return [port for port in PORTS + [7006, 7007] if serving(port) and raw(port, 'ROLE')[0] == 'master']
+
+    for index in range(300):
+        assert cli('-c', '-p', '7000', 'SET', f'shard-test:{index}', str(index)).returncode == 0
+    keys = sum(raw(port, 'DBSIZE') for port in masters())
+
+    joined = run_playbook('site.yml', INVENTORY, extra_vars=grown)
+    assert joined.returncode == 0, joined.output[-5000:]
+    assert joined.total('changed') > 0
+    info = cluster_info(7000)
+    assert info['cluster_state'] == 'ok' and info['cluster_known_nodes'] == '8' and info['cluster_size'] == '4'
+    roles = {port: raw(port, 'ROLE') for port in (7006, 7007)}
+    new_master, new_replica = (7006, 7007) if roles[7006][0] == 'master' else (7007, 7006)
+    assert roles[new_replica][0] == 'slave'
+    assert zones[int(roles[new_replica][2])] != zones[new_replica]
+    owned = sum(int(end) - int(start) + 1 for start, end in
+                (item.split('-') if '-' in item else (item, item) for item in
+                 next(line for line in raw(7000, 'CLUSTER', 'NODES').splitlines()
+                      if f':{new_master}@' in line).split()[8:]))
+    assert abs(owned - 4096) <= 4096 * 0.02 + 1
+    assert sum(raw(port, 'DBSIZE') for port in masters()) == keys
+    check = cli('--cluster', 'check', '127.0.0.1:7000')
+    assert check.returncode == 0, check.stdout
+
+    again = run_playbook('site.yml', INVENTORY, extra_vars=grown)
+    assert again.returncode == 0 and again.total('changed') == 0, again.changed_tasks()
+
+    shrunk = run_playbook('playbooks/scale_in.yml', INVENTORY,
+                          extra_vars=dict(grown, redis_scale_in_nodes=['127.0.0.1:7006', '127.0.0.1:7007'], redis_scale_in_stop=True))
+    assert shrunk.returncode == 0, shrunk.output[-5000:]
+    assert cluster_info(7000)['cluster_known_nodes'] == '6'
+    assert sum(raw(port, 'DBSIZE') for port in masters()) == keys
+    removed = run_playbook('playbooks/teardown.yml', INVENTORY,
+                           extra_vars={'redis_server_instances': added, 'hashslot_teardown_confirm': 'yes'})
+    assert removed.returncode == 0, removed.output[-3000:]
+    assert not serving(7006) and not serving(7007) and not os.path.exists('/var/lib/redis/7006')
