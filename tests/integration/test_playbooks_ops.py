@@ -279,7 +279,7 @@ def test_upgrade_redis_to_valkey_keeps_data_paths_and_writes(deployed):
         assert server['config_file'] == f'/etc/redis/redis-{port}.conf'
         assert raw(port, 'CONFIG', 'GET', 'dir')[1] == f'/var/lib/redis/{port}'
     assert 'every node runs valkey 8.1.1' in result.output
-    assert 'redis_server_flavor: redis' in result.output
+    assert 'redis_server_name: redis' in result.output
     assert ledger.lost() == {}
     assert key_count() >= keys + len(ledger.acknowledged)
 
