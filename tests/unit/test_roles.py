@@ -1,0 +1,57 @@
+"""Roles and playbooks: every public variable declared in argument_specs, every playbook parses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROLES = sorted(name for name in os.listdir(os.path.join(REPO, 'roles')) if os.path.isdir(os.path.join(REPO, 'roles', name)))
+PLAYBOOKS = sorted(name for name in os.listdir(os.path.join(REPO, 'playbooks')) if name.endswith('.yml'))
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+
+
+def load(*parts):
+    with open(os.path.join(REPO, *parts)) as handle:
+        return yaml.safe_load(handle) or {}
+
+
+@pytest.mark.parametrize('role', ROLES)
+def test_defaults_and_argument_specs_name_the_same_variables(role):
+    defaults = set(load('roles', role, 'defaults', 'main.yml'))
+    specs = load('roles', role, 'meta', 'argument_specs.yml')['argument_specs']
+    declared = set(specs['main']['options'])
+    assert all(name.startswith(role + '_') for name in defaults | declared), 'every public variable carries the role prefix'
+    assert defaults - declared == set(), 'defaults missing from meta/argument_specs.yml'
+    assert declared - defaults == set(), 'argument_specs options that are not real variables'
+    for name, option in specs['main']['options'].items():
+        assert option.get('description'), f'{name} has no description'
+        assert option.get('type'), f'{name} has no type'
+
+
+@pytest.mark.parametrize('role', ROLES)
+def test_every_role_has_a_validate_entry_point(role):
+    specs = load('roles', role, 'meta', 'argument_specs.yml')['argument_specs']
+    assert 'validate' in specs and os.path.exists(os.path.join(REPO, 'roles', role, 'tasks', 'validate.yml'))
+
+
+def syntax_check(playbook):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.collections'))
+    return subprocess.run([ANSIBLE_PLAYBOOK, '-i', os.path.join(REPO, 'inventories', 'local'), '--syntax-check', playbook],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize('playbook', PLAYBOOKS)
+def test_playbook_parses(playbook):
+    checked = syntax_check(os.path.join('playbooks', playbook))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_site_runs_from_a_checkout_and_as_a_collection_playbook():
+    for playbook in ('site.yml', 'hashslot.redis.site'):
+        checked = syntax_check(playbook)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
