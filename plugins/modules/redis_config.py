@@ -21,19 +21,6 @@ description:
   - It never runs C(CONFIG REWRITE); the configuration file is the caller's (the C(redis_server) role templates it
     from the same settings).
 options:
-  node:
-    description: The server to configure.
-    type: dict
-    required: true
-    suboptions:
-      host:
-        description: Host name or IP address.
-        type: str
-        required: true
-      port:
-        description: Client port.
-        type: int
-        default: 6379
   settings:
     description:
       - Wanted settings, directive name to value (booleans become C(yes)/C(no)).
@@ -42,6 +29,7 @@ options:
     type: dict
     required: true
 extends_documentation_fragment:
+  - hashslot.redis.node
   - hashslot.redis.connection
 attributes:
   check_mode:

@@ -18,24 +18,12 @@ description:
   - Fails, naming the node, when the save fails (C(rdb_last_bgsave_status) is not C(ok)) or does not finish
     within O(wait_timeout).
 options:
-  node:
-    description: The node to snapshot.
-    type: dict
-    required: true
-    suboptions:
-      host:
-        description: Host name or IP address.
-        type: str
-        required: true
-      port:
-        description: Client port.
-        type: int
-        default: 6379
   wait_timeout:
     description: Seconds to wait for the snapshot to be written.
     type: float
     default: 600
 extends_documentation_fragment:
+  - hashslot.redis.node
   - hashslot.redis.connection
 attributes:
   check_mode:
