@@ -6,16 +6,23 @@ BIN := $(VENV)/bin
 LINK := .collections/ansible_collections/hashslot/redis
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_NOCOLOR := 1
+# molecule calls ansible-playbook and ansible-config by name: the virtualenv's come first.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# The container scenarios (MOLECULE_SCENARIOS=scale runs one), longest first, dealt into MOLECULE_LANES lanes that
+# run side by side: a scenario mostly waits (docker exec, apt, gossip), so two lanes suit two cores.
+MOLECULE_SCENARIOS ?= upgrade scale failover default
+MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test lint unit integration servers venv bench clean
+.PHONY: help demo demo-down test lint unit integration servers containers molecule venv bench clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
 	@echo "make demo-down    stop the demo cluster and delete its data"
-	@echo "make test         lint, unit tests, module docs, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1"
+	@echo "make test         lint, unit tests, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1, molecule scenarios"
 	@echo "make lint         ruff (pep8 at 160 columns, pyflakes)"
 	@echo "make unit         unit and property tests of the engine only (no server needed)"
 	@echo "make integration  integration tests (HASHSLOT_SERVERS=redis-7.0 to run one build)"
+	@echo "make molecule     the container scenarios: $(MOLECULE_SCENARIOS) (docker engine and images made on demand)"
 	@echo "make bench        benchmarks against redis-cli --cluster (prints measured figures)"
 	@echo "make clean        remove the virtualenv and test output (server builds stay cached)"
 
@@ -54,8 +61,18 @@ unit: venv
 integration: venv servers
 	$(BIN)/python -m pytest tests/integration
 
+# A docker engine (Debian's docker.io, dockerd started in the background when none answers) and the Debian 12/13
+# systemd base images, built with debootstrap and cached; nothing is pulled.
+containers:
+	tools/container-images ensure bookworm trixie
+
+# tools/molecule-scenarios runs them MOLECULE_LANES at a time, each into tests/output/molecule/<scenario>.log.
+molecule: venv servers containers
+	tools/molecule-scenarios -j $(MOLECULE_LANES) $(MOLECULE_SCENARIOS)
+
 test: lint venv servers
 	$(BIN)/python -m pytest tests/unit tests/integration
+	$(MAKE) molecule
 
 bench: venv servers
 	$(BIN)/python bench/create_bench.py --rounds 5

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -16,18 +16,22 @@ class AckLedger:
     Bounded: stops by itself after `max_writes` writes or `max_seconds`, whichever comes first.
     """
 
-    def __init__(self, addresses: List[str], max_writes: int = 200000, max_seconds: float = 120.0, prefix: str = 'ledger'):
+    def __init__(self, addresses: List[str], max_writes: int = 200000, max_seconds: float = 120.0, prefix: str = 'ledger',
+                 password: Optional[str] = None):
         self.startup = [ClusterNode(*address.rsplit(':', 1)) for address in addresses]
         self.max_writes = max_writes
         self.max_seconds = max_seconds
         self.prefix = prefix
+        self.password = password
         self.acknowledged: Dict[str, str] = {}
+        # Writes tried so far: keys <prefix>:0 .. <prefix>:attempted-1 (a failed one may still have landed).
+        self.attempted = 0
         self.errors: List[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name='ack-ledger', daemon=True)
 
     def _client(self) -> RedisCluster:
-        return RedisCluster(startup_nodes=self.startup, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
+        return RedisCluster(startup_nodes=self.startup, password=self.password, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
 
     def _run(self) -> None:
         client = self._client()
@@ -51,6 +55,7 @@ class AckLedger:
             else:
                 self.acknowledged[key] = str(number)
             number += 1
+            self.attempted = number
         client.close()
 
     def start(self) -> 'AckLedger':

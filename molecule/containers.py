@@ -1,0 +1,299 @@
+"""The cluster of a molecule scenario as the controller sees it across the docker network (used by every scenario's tests).
+
+Molecule runs these tests with its own inventory (MOLECULE_INVENTORY_FILE). The helpers below reach the
+containers the way an operator's machine reaches its hosts: redis-py and ansible-playbook from the controller,
+`docker` for the faults (kill, pause) that a test injects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import redis
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
+
+from load import AckLedger  # noqa: E402  (the integration tests' writer and its ledger)
+from playbook import PlaybookRecap, run_playbook, run_tasks  # noqa: E402
+
+PORT = 6379
+
+
+class MoleculeCluster:
+    """The scenario's hosts (containers), their addresses on the scenario network and the cluster's password."""
+
+    def __init__(self, inventory_file: str):
+        # The directory holds molecule's inventory file with group_vars/ and host_vars/ beside it.
+        self.inventory_dir = os.path.dirname(inventory_file)
+        listing = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-inventory'), '-i', self.inventory_dir,
+                                  '--list'], capture_output=True, text=True, check=True, timeout=120)
+        self.inventory = json.loads(listing.stdout)
+
+    def hosts(self, group: str = 'redis_cluster') -> List[str]:
+        if group == 'all':
+            # ansible-inventory --list gives 'all' only children: every host is in some group or under _meta.
+            named = {host for name, members in self.inventory.items() if name != '_meta' for host in members.get('hosts', [])}
+            return sorted(named | set(self.inventory.get('_meta', {}).get('hostvars', {})))
+        return sorted(self.inventory.get(group, {}).get('hosts', []))
+
+    def host_vars(self, host: str) -> Dict[str, Any]:
+        return self.inventory['_meta']['hostvars'].get(host, {})
+
+    @property
+    def password(self) -> str:
+        return str(self.host_vars(self.hosts()[0]).get('redis_server_password', '') or '')
+
+    @staticmethod
+    def address(host: str) -> str:
+        return docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', host).strip()
+
+    def client(self, host: str, port: int = PORT, timeout: float = 3) -> redis.Redis:
+        return redis.Redis(host=self.address(host), port=port, password=self.password or None, decode_responses=True,
+                           socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    def host_of(self, address: str) -> str:
+        """Container name of a node address (ip:port) as the cluster reports it."""
+        ip = address.split(':')[0]
+        for host in self.inventory['_meta']['hostvars']:
+            if self.address(host) == ip:
+                return host
+        raise AssertionError(f'no container has the address {address}')
+
+    def topology(self, host: Optional[str] = None) -> Dict[str, Dict[str, Any]]:
+        """CLUSTER NODES from one node, keyed by ip:port: role, master id, flags, slots."""
+        host = host or self.hosts()[0]
+        nodes: Dict[str, Dict[str, Any]] = {}
+        for line in self.client(host).execute_command('CLUSTER', 'NODES').splitlines():
+            fields = line.split()
+            address = fields[1].split('@')[0]
+            flags = fields[2].split(',')
+            nodes[address] = {'id': fields[0], 'flags': flags, 'master_id': fields[3],
+                              'role': 'master' if 'master' in flags else 'replica', 'slots': fields[8:]}
+        return nodes
+
+    def masters(self, host: Optional[str] = None) -> List[str]:
+        return sorted(address for address, node in self.topology(host).items()
+                      if node['role'] == 'master' and node['slots'] and 'fail' not in node['flags'])
+
+    def info(self, **extra: Any) -> Dict[str, Any]:
+        """hashslot.redis.redis_cluster_info from the controller (the collection's own cluster check)."""
+        params: Dict[str, Any] = {'node': {'host': self.address(self.hosts()[0]), 'port': PORT}}
+        if self.password:
+            params['login_password'] = self.password
+        params['zones'] = self.zones()
+        params.update(extra)
+        return run_tasks([{'hashslot.redis.redis_cluster_info': params}]).result(0)
+
+    def zones(self) -> Dict[str, str]:
+        return {f'{self.address(host)}:{PORT}': str(self.host_vars(host).get('redis_zone', host)) for host in self.hosts()}
+
+    def key_count(self) -> int:
+        return sum(int(self.client(self.host_of(address)).dbsize()) for address in self.masters())
+
+    def ledger(self, **kwargs: Any) -> AckLedger:
+        addresses = [f'{self.address(host)}:{PORT}' for host in self.hosts()]
+        return AckLedger(addresses, password=self.password or None, **kwargs)
+
+    def playbook(self, playbook: str, extra_vars: Optional[Dict[str, Any]] = None, inventory: Optional[str] = None,
+                 **kwargs: Any) -> PlaybookRecap:
+        """ansible-playbook against the scenario's containers, as the operator runs it from a checkout."""
+        env = {'ANSIBLE_PYTHON_INTERPRETER': '/usr/bin/python3', 'ANSIBLE_PIPELINING': 'True', 'ANSIBLE_FORKS': '8'}
+        return run_playbook(playbook, inventory or self.inventory_dir, extra_vars=extra_vars, env=env, **kwargs)
+
+    def wait_for(self, predicate, timeout: float, interval: float = 0.5, what: str = 'condition') -> float:
+        """Seconds until predicate() is true; fails the test after `timeout`."""
+        started = time.monotonic()
+        last_error = ''
+        while time.monotonic() - started < timeout:
+            try:
+                if predicate():
+                    return time.monotonic() - started
+            except (redis.RedisError, OSError, KeyError, AssertionError) as exc:
+                last_error = f' (last error: {exc})'
+            time.sleep(interval)
+        raise AssertionError(f'{what} not reached within {timeout:.0f} s{last_error}')
+
+
+def docker(*args: str, check: bool = True) -> str:
+    completed = subprocess.run(['docker', *args], capture_output=True, text=True, timeout=120)
+    if check and completed.returncode != 0:
+        raise AssertionError(f'docker {" ".join(args)} failed: {completed.stderr.strip()}')
+    return completed.stdout
+
+
+def redis_cli_check(container: str, address: str, password: str) -> str:
+    """`redis-cli --cluster check` inside a container; the password travels in REDISCLI_AUTH, not on the command line."""
+    command = ['exec']
+    if password:
+        command += ['-e', f'REDISCLI_AUTH={password}']
+    completed = subprocess.run(['docker', *command, container, 'redis-cli', '--cluster', 'check', address],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Added for molecule/upgrade (the upgrade scenario): a write load that stays small over a long operation, and a
+# sampler that watches how many members of each shard are down at once and what the cluster reports meanwhile.
+# ---------------------------------------------------------------------------------------------------------------------
+
+import collections  # noqa: E402
+import threading  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+
+class PacedLedger(AckLedger):
+    """AckLedger writing at most `writes_per_second`.
+
+    An upgrade that compiles a server runs for many minutes: unpaced, the writer would put millions of keys into
+    128 MB instances and make the final read-back of the ledger take longer than the upgrade.
+    """
+
+    def __init__(self, addresses: List[str], writes_per_second: float = 200.0, **kwargs: Any):
+        super().__init__(addresses, **kwargs)
+        self.pause = 1.0 / writes_per_second
+
+    def _client(self):
+        client = super()._client()
+        unpaced_set = client.set
+
+        def paced_set(*args: Any, **kwargs: Any):
+            time.sleep(self.pause)
+            return unpaced_set(*args, **kwargs)
+
+        # Only the writer's SETs are paced; lost() reads back through its own client at full speed.
+        client.set = paced_set
+        return client
+
+
+def paced_ledger(cluster: MoleculeCluster, writes_per_second: float = 200.0, **kwargs: Any) -> PacedLedger:
+    """cluster.ledger(...) at a bounded write rate (same nodes, same password)."""
+    addresses = [f'{cluster.address(host)}:{PORT}' for host in cluster.hosts()]
+    return PacedLedger(addresses, writes_per_second=writes_per_second, password=cluster.password or None, **kwargs)
+
+
+class ShardSampler:
+    """Samples every node about every `interval` seconds while an operation runs, in a thread that stops by itself.
+
+    A node is down when it does not answer PING with PONG within `timeout` (refused, timed out, LOADING, ...).
+    The shards are the groups master + replicas found when the sampler is made; a failover swaps roles inside a
+    group, so the groups stay valid through a rolling restart. Each sample also asks CLUSTER INFO of one node that
+    answered this sample and the previous one (a node that has just started may not have heard from the others yet).
+    """
+
+    def __init__(self, cluster: MoleculeCluster, interval: float = 0.5, timeout: float = 1.0, max_seconds: float = 1800.0):
+        topology = cluster.topology()
+        by_id = {node['id']: address for address, node in topology.items()}
+        groups: Dict[str, List[str]] = {address: [address] for address, node in topology.items()
+                                        if node['role'] == 'master' and node['slots']}
+        for address, node in topology.items():
+            if node['role'] == 'replica' and by_id.get(node['master_id']) in groups:
+                groups[by_id[node['master_id']]].append(address)
+        self.shards: List[List[str]] = [sorted(members) for dummy, members in sorted(groups.items())]
+        self.addresses = sorted(address for members in self.shards for address in members)
+        self.interval = interval
+        self.max_seconds = max_seconds
+        self._clients = {address: redis.Redis(host=address.rsplit(':', 1)[0], port=int(address.rsplit(':', 1)[1]),
+                                              password=cluster.password or None, decode_responses=True,
+                                              socket_timeout=timeout, socket_connect_timeout=timeout)
+                         for address in self.addresses}
+        self.samples = 0
+        self.max_down = [0] * len(self.shards)
+        # For each shard, when (seconds after start) and which nodes were down at its worst sample.
+        self.worst: List[tuple] = [(0.0, [])] * len(self.shards)
+        self.down_samples: Dict[str, int] = {address: 0 for address in self.addresses}
+        self.states: collections.Counter = collections.Counter()
+        self.not_ok: List[tuple] = []
+        # Exceptions of the sampler itself (not of the nodes): a test should see them rather than fewer samples.
+        self.failures: List[str] = []
+        self.started = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name='shard-sampler', daemon=True)
+
+    def _answers(self, address: str) -> bool:
+        try:
+            return self._clients[address].ping() is True
+        except (redis.RedisError, OSError):
+            return False
+
+    def _cluster_state(self, address: str) -> str:
+        try:
+            return str(self._clients[address].cluster('info').get('cluster_state', 'missing'))
+        except (redis.RedisError, OSError) as exc:
+            return f'error: {type(exc).__name__}'
+
+    def _sample(self, pool: ThreadPoolExecutor, previous_up: set) -> set:
+        answers = dict(zip(self.addresses, pool.map(self._answers, self.addresses)))
+        elapsed = time.monotonic() - self.started
+        up = {address for address, answered in answers.items() if answered}
+        for index, members in enumerate(self.shards):
+            down = [address for address in members if address not in up]
+            if len(down) > self.max_down[index]:
+                self.max_down[index] = len(down)
+                self.worst[index] = (round(elapsed, 1), down)
+        for address in self.addresses:
+            if address not in up:
+                self.down_samples[address] += 1
+        witnesses = [address for address in self.addresses if address in up and address in previous_up] or sorted(up)
+        if witnesses:
+            state = self._cluster_state(witnesses[0])
+            if state != 'ok':
+                self.not_ok.append((round(elapsed, 1), witnesses[0], state))
+        else:
+            state = 'no node answered'
+            self.not_ok.append((round(elapsed, 1), '-', state))
+        self.states[state] += 1
+        self.samples += 1
+        return up
+
+    def _run(self) -> None:
+        deadline = self.started + self.max_seconds
+        previous_up = set(self.addresses)
+        with ThreadPoolExecutor(max_workers=len(self.addresses), thread_name_prefix='shard-sampler-ping') as pool:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                began = time.monotonic()
+                try:
+                    previous_up = self._sample(pool, previous_up)
+                except Exception as exc:  # noqa: BLE001  (kept for the test to report; the sampling goes on)
+                    self.failures.append(f'{type(exc).__name__}: {exc}')
+                self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+        for client in self._clients.values():
+            client.close()
+
+    def start(self) -> 'ShardSampler':
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def summary(self) -> str:
+        shards = ', '.join(f'{"+".join(members)}: max {self.max_down[index]} down'
+                           for index, members in enumerate(self.shards))
+        return (f'{self.samples} samples; {shards}; cluster_state {dict(self.states)}; '
+                f'samples down per node {self.down_samples}' + (f'; sampler errors {self.failures[:3]}' if self.failures else ''))
+
+
+# --- failover scenario (molecule/failover) ---------------------------------------------------------------------
+
+def cli_cluster_check(container: str, address: str, password: str, cli: str = 'redis-cli') -> str:
+    """`<cli> --cluster check` inside a container, for hosts whose tools are Valkey's (valkey-cli, no redis-cli).
+
+    valkey-cli 8 reads the password from REDISCLI_AUTH like redis-cli (it does not know VALKEYCLI_AUTH), so the
+    secret stays off the command line here too.
+    """
+    command = ['exec']
+    if password:
+        command += ['-e', f'REDISCLI_AUTH={password}']
+    completed = subprocess.run(['docker', *command, container, cli, '--cluster', 'check', address],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout

@@ -1,0 +1,130 @@
+"""After site.yml on six Debian 12 containers in three zones: what an operator checks on each host and on the cluster."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from containers import PORT, redis_cli_check
+
+# testinfra runs every test that takes `host` once per inventory host.
+testinfra_hosts = ['redis_cluster']
+
+SYSCTL = {'vm.overcommit_memory': '1', 'net.core.somaxconn': '65535', 'net.ipv4.tcp_max_syn_backlog': '65535',
+          'vm.swappiness': '1'}
+
+
+def test_instance_service_enabled_and_running(host):
+    service = host.service(f'redis@{PORT}')
+    assert service.is_enabled
+    assert service.is_running
+    # The package's own unit must not compete for the port.
+    assert not host.service('redis-server').is_running
+
+
+def test_ports_listening_on_the_scenario_network(host, cluster):
+    address = cluster.address(host.backend.get_hostname())
+    for port in (PORT, PORT + 10000):
+        assert host.socket(f'tcp://{address}:{port}').is_listening, f'{address}:{port} (cluster bus: {port == PORT + 10000})'
+    assert host.socket(f'tcp://127.0.0.1:{PORT}').is_listening
+
+
+def test_process_runs_as_the_service_user(host):
+    processes = host.process.filter(comm='redis-server')
+    assert processes, 'no redis-server process'
+    assert {process.user for process in processes} == {'redis'}
+
+
+@pytest.mark.parametrize('path', [f'/etc/redis/redis-{PORT}.conf'])
+def test_config_files_hold_the_secret_and_are_not_world_readable(host, path):
+    config = host.file(path)
+    assert config.exists
+    assert config.group == 'redis'
+    # root owns it so that the server cannot rewrite its own config (CONFIG SET dir + CONFIG REWRITE); the service
+    # user reads it through its group; nobody else reads it at all.
+    assert config.user in ('root', 'redis')
+    assert config.mode & stat.S_IRWXO == 0, oct(config.mode)
+    assert config.mode & stat.S_IWGRP == 0, oct(config.mode)
+    assert config.contains('^requirepass ')
+    assert config.contains('^masterauth ')
+
+
+def test_data_and_cluster_state_belong_to_the_service_user(host):
+    data_dir = host.file(f'/var/lib/redis/{PORT}')
+    assert data_dir.is_directory
+    assert data_dir.user == 'redis'
+    assert data_dir.mode & stat.S_IRWXO == 0, oct(data_dir.mode)
+    nodes_conf = host.file(f'/var/lib/redis/{PORT}/nodes-{PORT}.conf')
+    assert nodes_conf.exists
+    assert nodes_conf.user == 'redis'
+    assert nodes_conf.mode & stat.S_IRWXO == 0, oct(nodes_conf.mode)
+
+
+def test_kernel_tuning_applied_where_the_kernel_allows(host):
+    persisted = host.file('/etc/sysctl.d/90-redis-tuning.conf')
+    assert persisted.exists
+    for key, wanted in SYSCTL.items():
+        assert persisted.contains(f'^{key} *= *{wanted}$'), key
+        path = '/proc/sys/' + key.replace('.', '/')
+        current = host.file(path).content_string.strip()
+        writable = host.run(f'test -w {path}').rc == 0
+        # Docker mounts /proc/sys read-only: there the value is persisted for the host's next boot instead.
+        assert current == wanted or not writable, f'{key}: {current}, wanted {wanted}, and {path} is writable'
+    limits = host.file('/etc/security/limits.d/90-redis-tuning.conf')
+    assert limits.contains('^redis soft nofile 65536$')
+    assert limits.contains('^redis hard nofile 65536$')
+    # The boot-time unit for transparent huge pages is installed and enabled (systemd is PID 1 here).
+    assert host.service('redis-tuning-thp').is_enabled
+
+
+def open_files_limit(host, pid) -> tuple:
+    for line in host.file(f'/proc/{pid}/limits').content_string.splitlines():
+        if line.startswith('Max open files'):
+            return tuple(int(value) for value in line.split()[3:5])
+    raise AssertionError(f'no open-files limit for pid {pid}')
+
+
+def test_server_limits_come_from_the_unit(host):
+    pid = host.check_output(f'systemctl show -p MainPID --value redis@{PORT}')
+    # LimitNOFILE=65536 in the unit; a container's systemd cannot go past the hard limit it was started with.
+    ceiling = open_files_limit(host, 1)[1]
+    wanted = min(65536, ceiling)
+    assert open_files_limit(host, pid) == (wanted, wanted)
+
+
+def test_cluster_info_reports_no_problem(cluster):
+    report = cluster.info()
+    assert report.get('failed') is not True, report
+    assert report['cluster_state'] == 'ok'
+    assert report['problems'] == [], report['problems']
+    assert report['masters'] == 3
+    assert report['replicas'] == 3
+
+
+def test_every_replica_in_another_zone_than_its_master(cluster):
+    zones = cluster.zones()
+    topology = cluster.topology()
+    by_id = {node['id']: address for address, node in topology.items()}
+    replicas = [address for address, node in topology.items() if node['role'] == 'replica']
+    assert len(replicas) == 3
+    for address in replicas:
+        master = by_id[topology[address]['master_id']]
+        assert zones[address] != zones[master], f'{address} and its master {master} are both in zone {zones[address]}'
+
+
+def test_redis_cli_cluster_check_is_clean(cluster):
+    first = cluster.hosts()[0]
+    output = redis_cli_check(first, f'{cluster.address(first)}:{PORT}', cluster.password)
+    assert '[OK] All nodes agree about slots configuration.' in output
+    assert '[OK] All 16384 slots covered.' in output
+    assert '[ERR]' not in output and '[WARNING]' not in output, output
+
+
+def test_clients_need_the_password(cluster):
+    import redis
+
+    anonymous = redis.Redis(host=cluster.address(cluster.hosts()[0]), port=PORT, socket_timeout=3)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    assert cluster.client(cluster.hosts()[0]).ping()
