@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOLECULE_SCENARIOS ?= upgrade scale failover default
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test lint unit integration servers containers molecule venv bench clean
+.PHONY: help demo demo-down test pytest-all lint unit integration servers containers molecule venv bench clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
@@ -70,9 +70,15 @@ containers:
 molecule: venv servers containers
 	tools/molecule-scenarios -j $(MOLECULE_LANES) $(MOLECULE_SCENARIOS)
 
-test: lint venv servers
+# The pytest suite and the molecule scenarios run side by side (each mostly waits: on servers, gossip, docker exec,
+# apt), the scenarios in one lane here; --output-sync prints each one's output whole when it ends.
+test: lint venv servers containers
+	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-all molecule MOLECULE_LANES=$(TEST_MOLECULE_LANES)
+
+TEST_MOLECULE_LANES ?= 1
+
+pytest-all: venv servers
 	$(BIN)/python -m pytest tests/unit tests/integration
-	$(MAKE) molecule
 
 bench: venv servers
 	$(BIN)/python bench/create_bench.py --rounds 5
