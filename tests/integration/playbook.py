@@ -34,6 +34,9 @@ def ansible_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
         ANSIBLE_HOST_KEY_CHECKING='False',
         ANSIBLE_RETRY_FILES_ENABLED='False',
         ANSIBLE_NOCOLOR='1',
+        # molecule exports ANSIBLE_FORCE_COLOR=true to its verifier (as CI=true does to it), which beats NOCOLOR:
+        # the recap is parsed, so it must be plain.
+        ANSIBLE_FORCE_COLOR='0',
         ANSIBLE_LOCALHOST_WARNING='False',
         ANSIBLE_INVENTORY_UNPARSED_WARNING='False',
         ANSIBLE_PYTHON_INTERPRETER=sys.executable,
