@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -165,6 +166,38 @@ def run_playbook(playbook: str, inventory: str, extra_vars: Optional[Dict[str, A
             command += ['--tags', tags]
         if limit:
             command += ['--limit', limit]
-        completed = subprocess.run(command, cwd=REPO, env=ansible_env(env), capture_output=True, text=True, timeout=timeout)
-    output = completed.stdout + completed.stderr
-    return PlaybookRecap(completed.returncode, output, parse_recap(completed.stdout))
+        process = subprocess.Popen(command, cwd=REPO, env=ansible_env(env), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Say where it hung before killing it: the process tree below ansible-playbook, then the output so far.
+            # ansible's workers start their own sessions: kill every process of the tree, not a process group.
+            pids, tree = process_tree(process.pid)
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            stdout, stderr = process.communicate()
+            tail = '\n'.join((stdout + stderr).splitlines()[-60:])
+            raise AssertionError(f'ansible-playbook {playbook} did not finish in {timeout:.0f} s; its processes were:\n'
+                                 f'{tree}\n--- last lines of its output ---\n{tail}') from None
+    return PlaybookRecap(process.returncode, stdout + stderr, parse_recap(stdout))
+
+
+def process_tree(root: int) -> Tuple[List[int], str]:
+    """The pids of root and its descendants, and their `ps` rows (state and kernel wait channel), for a hang's report."""
+    listing = subprocess.run(['ps', '-eo', 'pid=,ppid=,etime=,stat=,wchan:24=,args='], capture_output=True, text=True).stdout
+    rows, children = {}, {}
+    for line in listing.splitlines():
+        fields = line.split(None, 2)
+        if len(fields) == 3 and fields[0].isdigit() and fields[1].isdigit():
+            rows[int(fields[0])] = line
+            children.setdefault(int(fields[1]), []).append(int(fields[0]))
+    pids, pending = [], [root]
+    while pending:
+        pid = pending.pop(0)
+        pids.append(pid)
+        pending.extend(children.get(pid, []))
+    return pids, '\n'.join(rows[pid][:300] for pid in pids if pid in rows) or f'(pid {root} gone)'

@@ -75,10 +75,12 @@ class RoleRun:
         with open(self.inventory, 'w') as handle:
             yaml.safe_dump({'all': {'hosts': inventory_hosts}}, handle, sort_keys=False)
 
-    def run(self, extra_vars: Optional[Dict[str, Any]] = None, check: bool = False, tags: Optional[str] = None) -> PlaybookRecap:
+    def run(self, extra_vars: Optional[Dict[str, Any]] = None, check: bool = False, tags: Optional[str] = None,
+            timeout: float = 900) -> PlaybookRecap:
+        # 900 s: a compile takes 3-4 minutes on two cores, twice that beside the molecule scenarios.
         for stale in glob.glob(os.path.join(self.facts_dir, '*.json')):
             os.unlink(stale)
-        return run_playbook(self.playbook, self.inventory, extra_vars=extra_vars, check=check, tags=tags)
+        return run_playbook(self.playbook, self.inventory, extra_vars=extra_vars, check=check, tags=tags, timeout=timeout)
 
     def facts(self, host: str) -> Dict[str, str]:
         with open(os.path.join(self.facts_dir, f'{host}.json')) as handle:
