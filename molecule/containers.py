@@ -282,6 +282,34 @@ class ShardSampler:
                 f'samples down per node {self.down_samples}' + (f'; sampler errors {self.failures[:3]}' if self.failures else ''))
 
 
+# systemd's catalog ids of "Stopping <unit>" and "Started <unit>" (the latter sent once a Type=notify server is ready).
+UNIT_STOPPING = 'de5b426a63be47a7b6ac3eaac82e2f6f'
+UNIT_STARTED = '39f53479d3a045ac8e11786248231fbf'
+
+
+def unit_down_windows(container: str, unit: str, since: float) -> List[tuple]:
+    """(stopping, ready) wall-clock times of each stop of `unit` since `since` (epoch seconds), from the container's journal.
+
+    Exact where a sampler only probes: a restart shorter than the sampling interval still shows here. A stop with no
+    "Started" after it gives (stopping, inf). Containers share the controller's clock.
+    """
+    output = docker('exec', container, 'journalctl', '--no-pager', '-o', 'json', '--output-fields', 'MESSAGE_ID,UNIT',
+                    '--since', f'@{int(since)}', f'UNIT={unit}')
+    windows: List[tuple] = []
+    stopping: Optional[float] = None
+    for line in output.splitlines():
+        entry = json.loads(line)
+        when = int(entry['__REALTIME_TIMESTAMP']) / 1e6
+        if entry.get('MESSAGE_ID') == UNIT_STOPPING and stopping is None:
+            stopping = when
+        elif entry.get('MESSAGE_ID') == UNIT_STARTED and stopping is not None:
+            windows.append((stopping, when))
+            stopping = None
+    if stopping is not None:
+        windows.append((stopping, float('inf')))
+    return windows
+
+
 # --- failover scenario (molecule/failover) ---------------------------------------------------------------------
 
 def cli_cluster_check(container: str, address: str, password: str, cli: str = 'redis-cli') -> str:

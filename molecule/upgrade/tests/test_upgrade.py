@@ -1,0 +1,418 @@
+"""Rolling upgrades with playbooks/upgrade.yml under a write load, on six systemd containers.
+
+1. Redis 7.0 (Debian 12's package, as converged) -> Redis 8.0.2 built from source.
+2. Redis 8.0.2 -> Valkey 8.1.1: refused by upgrade.yml before it changes anything. Redis 7.4 and later write RDB
+   format 12, which Valkey 8.1 refuses as a foreign format (src/rdb.h reserves 12-79), in its own files and from a
+   primary alike: a node restarted from Redis 8.0.2 onto Valkey never comes back ("Can't handle RDB format version 12").
+3. The cluster is deployed again on Redis 7.0 (teardown.yml, then site.yml as the converge runs it).
+4. Redis 7.0 -> Valkey 8.1.1 built from source; the instances keep their names (redis@6379, /etc/redis, /var/lib/redis).
+5. Valkey 8.1.1 -> Redis 8.0.2: refused too. Redis 8 sends its cluster's internal secret as cluster bus extension 4,
+   which Valkey reads as the node's client IPv4 address, so a mixed cluster announces the Redis 8 nodes at an address
+   made of that secret (seen: the first restarted node stayed unreachable for the others).
+
+Each upgrade runs once (a module fixture) while a paced ledger writer and a shard sampler run: no acknowledged write
+lost, never two nodes of a shard down, cluster_state ok throughout. What the tests assert is recorded right after
+that upgrade, so the order in which pytest runs the tests does not matter. The source tarballs come from the
+controller (tools/redis-servers keeps them: the air-gapped path); with the base config's redis_install_build_once one
+container compiles each version, the others unpack its build from the controller cache, and later runs (of any
+scenario) compile nothing.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from containers import PORT, REPO, AckLedger, PacedLedger, ShardSampler, docker, paced_ledger, unit_down_windows
+
+# Each upgrade: fixture name -> (flavor, version, tools/redis-servers name, what the cluster runs before it).
+UPGRADES = {
+    'redis8': ('redis', '8.0.2', 'redis-8.0.2', ('redis', '7.0.15')),
+    'valkey81': ('valkey', '8.1.1', 'valkey-8.1.1', ('redis', '7.0.15')),
+}
+# Each refused switch: fixture name -> (upgrade it follows, flavor, version, tools/redis-servers name, how upgrade.yml
+# names the nodes).
+REFUSALS = {
+    'valkey_after_redis8': ('redis8', 'valkey', '8.1.1', 'valkey-8.1.1', 'runs Redis 8.0.2'),
+    'redis8_after_valkey': ('valkey81', 'redis', '8.0.2', 'redis-8.0.2', 'runs Valkey 8.1.1'),
+}
+SEED_KEYS = 2000
+# The writer and the sampler stop by themselves after this long, as the playbook does (run_playbook's timeout).
+LOAD_MAX_SECONDS = 1800
+WRITES_PER_SECOND = 200
+COMPILE_TASK = 'Compile and install'
+UNPACK_TASK = "Unpack the group's archive into the prefix root"
+
+
+@dataclass
+class UpgradeRecord:
+    """What one run of upgrade.yml did and left, read as soon as it finished."""
+    name: str
+    flavor: str
+    version: str
+    returncode: int = -1
+    output: str = ''
+    wall: float = 0.0
+    archives_before: List[str] = field(default_factory=list)
+    archives_after: List[str] = field(default_factory=list)
+    compiled: List[str] = field(default_factory=list)
+    unpacked: List[str] = field(default_factory=list)
+    sampler: Optional[ShardSampler] = None
+    # Per node address: (stopping, ready) times of its unit during the upgrade, from the container's journal.
+    down_windows: Dict[str, List[tuple]] = field(default_factory=dict)
+    ledger: Optional[PacedLedger] = None
+    acknowledged: int = 0
+    # Acknowledged after the playbook returned: the load lasted the whole upgrade.
+    writes_after_playbook: int = 0
+    write_errors: List[str] = field(default_factory=list)
+    lost: Dict[str, Any] = field(default_factory=dict)
+    seed_lost: Dict[str, Any] = field(default_factory=dict)
+    ledger_keys: int = 0
+    keys_before: int = 0
+    keys_after: int = 0
+    servers_before: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    servers_after: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    executables: Dict[str, str] = field(default_factory=dict)
+    missing_libraries: Dict[str, List[str]] = field(default_factory=dict)
+    units: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    other_units: Dict[str, str] = field(default_factory=dict)
+    report: Dict[str, Any] = field(default_factory=dict)
+
+    def failure_context(self) -> str:
+        return f'\n--- upgrade.yml to {self.flavor} {self.version} (rc={self.returncode}), last lines ---\n' + '\n'.join(
+            self.output.splitlines()[-60:])
+
+
+@dataclass
+class RefusalRecord:
+    """A run of upgrade.yml that must stop in its checks: its output and the nodes before and after."""
+    name: str
+    returncode: int
+    output: str
+    changed: int
+    changed_tasks: List[str]
+    servers_before: Dict[str, Dict[str, str]]
+    servers_after: Dict[str, Dict[str, str]]
+    units: Dict[str, Dict[str, str]]
+
+
+def source_archive(name: str) -> tuple:
+    """(path, 'sha256:<digest>') of the cached upstream tarball; the tool fetches it into its cache when missing."""
+    completed = subprocess.run([os.path.join(REPO, 'tools', 'redis-servers'), 'tarball', name], capture_output=True, text=True,
+                               timeout=900)
+    assert completed.returncode == 0, f'tools/redis-servers tarball {name}: {completed.stderr}'
+    path = completed.stdout.strip()
+    with open(path + '.sha256') as handle:
+        digest = handle.read().split()[0]
+    return path, f'sha256:{digest}'
+
+
+def upgrade_vars(flavor: str, version: str, tool_name: str) -> Dict[str, str]:
+    archive, checksum = source_archive(tool_name)
+    return {'redis_install_flavor': flavor, 'redis_install_method': 'source', 'redis_install_version': version,
+            'redis_install_source_archive': archive, 'redis_install_source_checksum': checksum}
+
+
+def build_cache_dir() -> str:
+    # The base config's redis_install_controller_cache_dir, resolved the way its lookup does.
+    return os.path.join(os.environ.get('HASHSLOT_CACHE_DIR') or '/var/cache/hashslot-redis', 'role-builds')
+
+
+def hosts_under_task(output: str, task_prefix: str, state: str = 'changed') -> List[str]:
+    """Hosts that reported `state` under the TASK headers whose name starts with task_prefix."""
+    hosts, inside = [], False
+    for line in output.splitlines():
+        if line.startswith('TASK ['):
+            inside = line.split(' : ', 1)[-1].startswith(task_prefix)
+        elif inside and line.startswith(f'{state}: ['):
+            hosts.append(line.split('[', 1)[1].split(']', 1)[0])
+    return sorted(set(hosts))
+
+
+def server_info(cluster) -> Dict[str, Dict[str, str]]:
+    keys = ('redis_version', 'valkey_version', 'server_name', 'run_id', 'executable', 'config_file')
+    result = {}
+    for host in cluster.hosts():
+        info = cluster.client(host).info('server')
+        result[host] = {key: str(info.get(key, '')) for key in keys}
+    return result
+
+
+def running(servers: Dict[str, Dict[str, str]]) -> Dict[str, tuple]:
+    """(flavor, version) per host from INFO server (Valkey reports redis_version 7.2.4 for compatibility)."""
+    return {host: (server['server_name'] or 'redis', server['valkey_version'] or server['redis_version'])
+            for host, server in servers.items()}
+
+
+def count_keys(cluster, pattern: str) -> int:
+    total = 0
+    for address in cluster.masters():
+        client = cluster.client(cluster.host_of(address))
+        total += sum(1 for dummy in client.scan_iter(match=pattern, count=1000))
+    return total
+
+
+def unit_state(host: str, unit: str) -> Dict[str, str]:
+    shown = docker('exec', host, 'systemctl', 'show', '-p', 'ActiveState', '-p', 'UnitFileState', '-p', 'MainPID', unit)
+    return dict(line.split('=', 1) for line in shown.splitlines() if '=' in line)
+
+
+def settle(cluster, timeout: float = 120) -> None:
+    """Every node reports cluster_state ok (before a step starts and before reading what it left)."""
+    def settled() -> bool:
+        return all(cluster.client(host).cluster('info').get('cluster_state') == 'ok' for host in cluster.hosts())
+    cluster.wait_for(settled, timeout, what='cluster_state ok on every node')
+
+
+def seed(cluster, name: str) -> AckLedger:
+    """Keys written before an upgrade: the key count that must not change, values that must survive it."""
+    settle(cluster)
+    ledger = cluster.ledger(max_writes=SEED_KEYS, max_seconds=120, prefix=f'seed-{name}').start()
+    ledger.wait_for_writes(SEED_KEYS, timeout=120)
+    ledger.stop()
+    assert len(ledger.acknowledged) == SEED_KEYS and not ledger.errors, ledger.errors[:5]
+    return ledger
+
+
+def upgrade(cluster, name: str) -> UpgradeRecord:
+    flavor, version, tool_name, dummy = UPGRADES[name]
+    record = UpgradeRecord(name, flavor, version)
+    extra_vars = upgrade_vars(flavor, version, tool_name)
+    pattern = os.path.join(build_cache_dir(), f'{flavor}-{version}-*.tar.gz')
+    record.archives_before = sorted(glob.glob(pattern))
+    seeded = seed(cluster, name)
+    record.servers_before = server_info(cluster)
+    record.keys_before = cluster.key_count()
+    prefix = f'load-{name}'
+    sampler = ShardSampler(cluster, interval=0.5, timeout=1.0, max_seconds=LOAD_MAX_SECONDS)
+    ledger = paced_ledger(cluster, writes_per_second=WRITES_PER_SECOND, max_seconds=LOAD_MAX_SECONDS, max_writes=10 ** 6,
+                          prefix=prefix)
+    started, started_epoch = time.monotonic(), time.time()
+    sampler.start()
+    try:
+        ledger.start()
+        ledger.wait_for_writes(50, timeout=30)
+        recap = cluster.playbook('playbooks/upgrade.yml', extra_vars=extra_vars)
+        # A few more seconds of writes against the upgraded cluster.
+        count = len(ledger.acknowledged)
+        ledger.wait_for_writes(count + 200, timeout=15)
+        record.writes_after_playbook = len(ledger.acknowledged) - count
+    finally:
+        ledger.stop()
+        sampler.stop()
+    record.wall = time.monotonic() - started
+    record.returncode, record.output = recap.returncode, recap.output
+    record.sampler, record.ledger = sampler, ledger
+    record.acknowledged, record.write_errors = len(ledger.acknowledged), list(ledger.errors)
+    record.archives_after = sorted(glob.glob(pattern))
+    record.compiled = hosts_under_task(recap.output, COMPILE_TASK)
+    record.unpacked = hosts_under_task(recap.output, UNPACK_TASK)
+    record.down_windows = {f'{cluster.address(host)}:{PORT}': unit_down_windows(host, f'redis@{PORT}.service', started_epoch - 1)
+                           for host in cluster.hosts()}
+    downtime = {address: [round(ready - stopping, 2) for stopping, ready in windows] for address, windows in record.down_windows.items()}
+    print(f'\n[upgrade to {flavor} {version}] rc={recap.returncode}, {record.wall:.0f} s; compiled on {record.compiled or "no host"}, '
+          f'unpacked on {record.unpacked}; {record.acknowledged} acknowledged writes, {len(record.write_errors)} refused, '
+          f'{record.writes_after_playbook} after the playbook; {sampler.summary()}; unit down (s) per node from the journal {downtime}')
+    if recap.returncode == 0:
+        read_after(cluster, record, seeded, prefix)
+    return record
+
+
+def read_after(cluster, record: UpgradeRecord, seeded: AckLedger, prefix: str) -> None:
+    """What the tests check once the upgrade finished: data, versions, binaries, units, the cluster's own report."""
+    settle(cluster)
+    record.lost = record.ledger.lost()
+    record.seed_lost = seeded.lost()
+    record.keys_after = cluster.key_count()
+    record.ledger_keys = count_keys(cluster, f'{prefix}:*')
+    record.servers_after = server_info(cluster)
+    for host in cluster.hosts():
+        record.units[host] = unit_state(host, f'redis@{PORT}')
+        record.other_units[host] = docker('exec', host, 'systemctl', 'list-units', '--all', '--plain', '--no-legend', 'valkey@*').strip()
+        # The path the server was started from (the unit's stable link), resolved now. /proc/<pid>/exe is not
+        # readable here: the server runs as another user and a container's root has no CAP_SYS_PTRACE.
+        executable = record.servers_after[host]['executable']
+        record.executables[host] = docker('exec', host, 'readlink', '-f', executable).strip() if executable else ''
+        ldd = docker('exec', host, 'ldd', record.executables[host] or executable, check=False)
+        record.missing_libraries[host] = [line.strip() for line in ldd.splitlines() if 'not found' in line]
+    record.report = cluster.info()
+
+
+def refuse(cluster, name: str, after: UpgradeRecord) -> RefusalRecord:
+    dummy, flavor, version, tool_name, dummy = REFUSALS[name]
+    if after.returncode != 0:
+        pytest.fail(f'the upgrade to {after.flavor} {after.version} failed, so the switch from it to {flavor} {version} was not tried')
+    extra_vars = upgrade_vars(flavor, version, tool_name)
+    before = server_info(cluster)
+    started = time.monotonic()
+    recap = cluster.playbook('playbooks/upgrade.yml', extra_vars=extra_vars)
+    print(f'\n[refused {name}] rc={recap.returncode}, {time.monotonic() - started:.0f} s')
+    return RefusalRecord(name, recap.returncode, recap.output, recap.total('changed'), recap.changed_tasks(), before,
+                         server_info(cluster), {host: unit_state(host, f'redis@{PORT}') for host in cluster.hosts()})
+
+
+@pytest.fixture(scope='module')
+def redis8(cluster) -> UpgradeRecord:
+    return upgrade(cluster, 'redis8')
+
+
+@pytest.fixture(scope='module')
+def valkey_after_redis8(cluster, redis8) -> RefusalRecord:
+    return refuse(cluster, 'valkey_after_redis8', redis8)
+
+
+@pytest.fixture(scope='module')
+def redeployed(cluster, valkey_after_redis8) -> Dict[str, tuple]:
+    """A fresh Redis 7.0 cluster on the same containers: teardown.yml, then site.yml as the converge runs it."""
+    started = time.monotonic()
+    teardown = cluster.playbook('playbooks/teardown.yml', extra_vars={'hashslot_teardown_confirm': 'yes'})
+    assert teardown.returncode == 0, teardown.output[-3000:]
+    site = cluster.playbook('site.yml')
+    assert site.returncode == 0, site.output[-3000:]
+    settle(cluster)
+    print(f'\n[deployed again on Redis 7.0] {time.monotonic() - started:.0f} s')
+    return running(server_info(cluster))
+
+
+@pytest.fixture(scope='module')
+def valkey81(cluster, redeployed) -> UpgradeRecord:
+    assert set(redeployed.values()) == {('redis', '7.0.15')}, redeployed
+    return upgrade(cluster, 'valkey81')
+
+
+@pytest.fixture(scope='module')
+def redis8_after_valkey(cluster, valkey81) -> RefusalRecord:
+    return refuse(cluster, 'redis8_after_valkey', valkey81)
+
+
+@pytest.fixture(params=list(UPGRADES))
+def step(request) -> UpgradeRecord:
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(params=list(REFUSALS))
+def refusal(request) -> RefusalRecord:
+    return request.getfixturevalue(request.param)
+
+
+def test_upgrade_playbook_succeeds_from_the_previous_version(step):
+    assert set(running(step.servers_before).values()) == {UPGRADES[step.name][3]}, step.servers_before
+    assert step.returncode == 0, step.failure_context()
+
+
+def test_compiled_at_most_once_and_cached_for_the_next_run(step):
+    assert step.returncode == 0, step.failure_context()
+    hosts = sorted(step.servers_before)
+    assert len(step.compiled) <= 1, f'{step.flavor} {step.version} compiled on {step.compiled}'
+    new_archives = sorted(set(step.archives_after) - set(step.archives_before))
+    if step.compiled:
+        # First run on this controller: one host built, its build went to the controller cache, the rest unpacked it.
+        assert len(new_archives) == 1, (step.archives_before, step.archives_after)
+        assert step.unpacked == sorted(set(hosts) - set(step.compiled))
+    else:
+        # The build was in the cache already: nothing compiled, every host unpacked it.
+        assert step.archives_before and not new_archives, (step.archives_before, step.archives_after)
+        assert step.unpacked == hosts
+
+
+def test_never_more_than_one_node_of_a_shard_down(step):
+    assert step.returncode == 0, step.failure_context()
+    sampler = step.sampler
+    assert sampler.failures == [], sampler.failures[:5]
+    assert sampler.samples >= 20, sampler.summary()
+    assert len(sampler.shards) == 3 and all(len(members) == 2 for members in sampler.shards), sampler.shards
+    for index, members in enumerate(sampler.shards):
+        assert sampler.max_down[index] <= 1, f'shard {members}: {sampler.worst[index]} ({sampler.summary()})'
+    # The journal has every stop, even one shorter than the sampling interval: no two members of a shard were down at
+    # the same time (from "Stopping" to the server's ready notification).
+    for members in sampler.shards:
+        for first, second in [(a, b) for a in members for b in members if a < b]:
+            overlaps = [(x, y) for x in step.down_windows[first] for y in step.down_windows[second] if x[0] < y[1] and y[0] < x[1]]
+            assert overlaps == [], f'{first} and {second} (one shard) were down at the same time: {overlaps}'
+
+
+def test_cluster_state_ok_throughout(step):
+    assert step.returncode == 0, step.failure_context()
+    sampler = step.sampler
+    assert sampler.not_ok == [], f'{sampler.not_ok[:20]} ({sampler.summary()})'
+    assert set(sampler.states) == {'ok'}, sampler.summary()
+
+
+def test_every_node_restarted(step):
+    """Every node has a new run id (the process was replaced) ..."""
+    assert step.returncode == 0, step.failure_context()
+    same = [host for host in step.servers_before if step.servers_before[host]['run_id'] == step.servers_after[host]['run_id']]
+    assert same == [], f'not restarted: {same}'
+    # ... by systemd, each once and back up (the journal's stop/ready pairs).
+    assert {address: len(windows) for address, windows in step.down_windows.items()} == dict.fromkeys(step.down_windows, 1), \
+        step.down_windows
+    assert all(ready != float('inf') for windows in step.down_windows.values() for dummy, ready in windows), step.down_windows
+
+
+def test_no_acknowledged_write_lost(step):
+    assert step.returncode == 0, step.failure_context()
+    assert step.acknowledged >= 1000, f'only {step.acknowledged} writes acknowledged during the upgrade'
+    assert step.writes_after_playbook > 0, 'the writer had stopped before the playbook finished'
+    assert step.lost == {}, f'{len(step.lost)} of {step.acknowledged} acknowledged writes lost, e.g. {list(step.lost.items())[:5]}'
+    assert step.seed_lost == {}, f'{len(step.seed_lost)} of {SEED_KEYS} keys written before the upgrade lost'
+
+
+def test_key_count_unchanged_except_for_the_ledger(step):
+    assert step.returncode == 0, step.failure_context()
+    # A write that timed out may still have been applied: the ledger's keys are at least the acknowledged ones and at
+    # most every attempted one; every other key is the same as before.
+    assert step.acknowledged <= step.ledger_keys <= step.acknowledged + len(step.write_errors), \
+        (step.acknowledged, step.ledger_keys, len(step.write_errors))
+    assert step.keys_after - step.ledger_keys == step.keys_before, (step.keys_before, step.keys_after, step.ledger_keys)
+    assert step.keys_before >= SEED_KEYS
+
+
+def test_every_node_runs_the_new_build(step, cluster):
+    assert step.returncode == 0, step.failure_context()
+    prefix_root = str(cluster.host_vars(cluster.hosts()[0]).get('redis_install_prefix_root', '/opt/hashslot'))
+    for host, server in step.servers_after.items():
+        if step.flavor == 'valkey':
+            assert server['server_name'] == 'valkey' and server['valkey_version'] == step.version, (host, server)
+        else:
+            assert server['redis_version'] == step.version and server['server_name'] in ('', 'redis'), (host, server)
+        # The unit runs the versioned build through the stable link, not the package's /usr/bin binary.
+        assert step.executables[host] == f'{prefix_root}/{step.flavor}-{step.version}/bin/{step.flavor}-server', (host, step.executables[host])
+        # The hosts that unpacked another host's build have the libraries it links against.
+        assert step.missing_libraries[host] == [], (host, step.missing_libraries[host])
+
+
+def test_units_and_paths_keep_their_names(step):
+    """redis_server_name stays 'redis', also once Valkey runs: same unit, configuration file and data."""
+    assert step.returncode == 0, step.failure_context()
+    for host, unit in step.units.items():
+        assert unit['ActiveState'] == 'active' and unit['UnitFileState'] == 'enabled', (host, unit)
+        assert step.other_units[host] == '', (host, step.other_units[host])
+        assert step.servers_after[host]['config_file'] == f'/etc/redis/redis-{PORT}.conf', (host, step.servers_after[host])
+
+
+def test_cluster_info_reports_no_problem(step):
+    assert step.returncode == 0, step.failure_context()
+    report = step.report
+    assert report.get('failed') is not True, report
+    assert report['cluster_state'] == 'ok'
+    assert report['problems'] == [], report['problems']
+    assert (report['masters'], report['replicas']) == (3, 3)
+
+
+def test_impossible_switch_refused_before_any_change(refusal, cluster):
+    """upgrade.yml stops in its checks, names every node in the way, and no node restarts or changes."""
+    tail = '\n'.join(refusal.output.splitlines()[-40:])
+    assert refusal.returncode != 0, tail
+    assert 'Refusing the upgrade, nothing was changed' in refusal.output, tail
+    for address in [f'{cluster.address(host)}:{PORT}' for host in cluster.hosts()]:
+        assert f'{address} {REFUSALS[refusal.name][4]}' in refusal.output, (address, tail)
+    assert refusal.changed == 0, refusal.changed_tasks
+    assert refusal.servers_after == refusal.servers_before
+    for host, unit in refusal.units.items():
+        assert unit['ActiveState'] == 'active', (host, unit)
