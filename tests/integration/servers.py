@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import redis
 
@@ -33,6 +33,16 @@ def available_builds() -> Dict[str, ServerBuild]:
         name, server, cli = line.split()
         builds[name] = ServerBuild(name, server, cli)
     return builds
+
+
+def source_tarball(name: str) -> Tuple[str, str]:
+    """(path, 'sha256:<digest>') of the upstream source tarball tools/redis-servers keeps (verified when fetched)."""
+    completed = subprocess.run([SERVERS_TOOL, 'tarball', name], capture_output=True, text=True, timeout=900)
+    if completed.returncode != 0:
+        raise RuntimeError(f'no cached source tarball for {name}; run `tools/redis-servers ensure {name}`: {completed.stderr}')
+    path = completed.stdout.strip()
+    with open(path + '.sha256') as handle:
+        return path, 'sha256:' + handle.read().split()[0]
 
 
 def wanted_build_names() -> List[str]:

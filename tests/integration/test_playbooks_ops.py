@@ -1,10 +1,10 @@
-"""The operations playbooks (failover, rebalance, rolling restart, backup, upgrade, bad input) as operators run them.
+"""The operations playbooks (failover, rebalance, rolling restart, backup, bad input) as operators run them.
 
 One real cluster for the whole module: site.yml deploys tests/integration/inventories/ops (six instances on ports
 7100-7105 of this machine, three zones, Debian's Redis 7.0.15, daemons). teardown.yml removes everything at the
 end (with -e ops_test_scale_out=true, so that 7106-7107 go too if a run of an older version left them).
-Scale out/in runs across hosts in the molecule scenario `scale` (systemd containers). The upgrade to Valkey 8.1.1
-runs last: it builds Valkey from the cached source tarball (air-gapped archive option of redis_install), once.
+Scale out/in and the upgrades (Redis 7.0 -> Redis 8.0 and -> Valkey 8.1, re-runs, refusals) run across hosts in
+the molecule scenarios `scale` and `upgrade` (systemd containers).
 """
 
 from __future__ import annotations
@@ -25,12 +25,6 @@ PORTS = list(range(7100, 7106))
 EXTRA_PORTS = [7106, 7107]
 ZONES = {7100: 'a', 7101: 'b', 7102: 'c', 7103: 'a', 7104: 'b', 7105: 'c', 7106: 'a', 7107: 'b'}
 SCALED = {'ops_test_scale_out': True}
-VALKEY_ARCHIVE = '/var/cache/hashslot-redis/src/valkey_8.1.1+dfsg1.orig.tar.xz'
-VALKEY_SHA256 = 'd9bbd82eecb82f359e649a0007ad3dc1b47cc15afa626348ca86b73c4ae2c7ee'
-UPGRADE = {
-    'redis_install_flavor': 'valkey', 'redis_install_method': 'source', 'redis_install_version': '8.1.1',
-    'redis_install_source_archive': VALKEY_ARCHIVE, 'redis_install_source_checksum': f'sha256:{VALKEY_SHA256}',
-}
 
 
 serving = port_serving
@@ -73,10 +67,6 @@ def topology(ports=PORTS):
             lines.append((fields[0], fields[2].replace('myself,', ''), fields[3], tuple(fields[8:])))
         views[port] = sorted(lines)
     return views
-
-
-def key_count(ports=PORTS) -> int:
-    return sum(raw(port, 'DBSIZE') for port in ports if role(port) == 'master')
 
 
 def fill(count: int, prefix: str) -> None:
@@ -220,34 +210,3 @@ def test_backup_fetches_snapshots_redis_check_rdb_accepts(deployed, tmp_path):
     layout = json.loads((root / 'cluster.json').read_text())
     assert len(layout['nodes']) == 6 and len(layout['snapshots']) == 3
 
-
-def test_upgrade_redis_to_valkey_keeps_data_paths_and_writes(deployed):
-    if not os.path.exists(VALKEY_ARCHIVE):
-        pytest.fail(f'{VALKEY_ARCHIVE} is missing; run `tools/redis-servers ensure` (make test does)')
-    keys = key_count()
-    run_ids = {port: info(port)['run_id'] for port in PORTS}
-    ledger = AckLedger([f'127.0.0.1:{port}' for port in PORTS], max_seconds=900, prefix='upgrade').start()
-    ledger.wait_for_writes(2000)
-    result = play('upgrade', UPGRADE)
-    written = len(ledger.acknowledged)
-    ledger.wait_for_writes(written + 1000)
-    ledger.stop()
-    assert result.returncode == 0, result.output[-5000:]
-
-    for port in PORTS:
-        server = info(port)
-        assert server.get('valkey_version') == '8.1.1' and server['run_id'] != run_ids[port], port
-        assert server['executable'] == '/opt/hashslot/valkey/bin/valkey-server'
-        assert server['config_file'] == f'/etc/redis/redis-{port}.conf'
-        assert raw(port, 'CONFIG', 'GET', 'dir')[1] == f'/var/lib/redis/{port}'
-    assert 'every node runs valkey 8.1.1' in result.output
-    assert 'redis_server_name: redis' in result.output
-    assert ledger.lost() == {}
-    assert key_count() >= keys + len(ledger.acknowledged)
-
-    # Every instance already runs 8.1.1: nothing to build, write or restart.
-    upgraded = {port: info(port)['run_id'] for port in PORTS}
-    again = play('upgrade', UPGRADE)
-    assert again.returncode == 0, again.output[-3000:]
-    assert again.total('changed') == 0, again.changed_tasks()
-    assert {port: info(port)['run_id'] for port in PORTS} == upgraded

@@ -22,19 +22,18 @@ from typing import Any, Dict, Iterator, Optional
 import pytest
 import yaml
 
-from playbook import REPO, PlaybookRecap, run_playbook
-
-SERVERS_TOOL = os.path.join(REPO, 'tools', 'redis-servers')
+from playbook import PlaybookRecap, run_playbook
+from servers import source_tarball
 DISTRO_PIDFILE = '/run/redis/redis-server.pid'
 FACTS_TASK = 'Write the facts for the test'
 
 
 def tarball(name: str) -> str:
     """The cached upstream source tarball that tools/redis-servers fetched (make test runs `ensure` first)."""
-    completed = subprocess.run([SERVERS_TOOL, 'tarball', name], capture_output=True, text=True)
-    if completed.returncode != 0:
-        pytest.fail(f'no cached source tarball for {name}; run `tools/redis-servers ensure {name}`: {completed.stderr}')
-    return completed.stdout.strip()
+    try:
+        return source_tarball(name)[0]
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def sha256_of(path: str) -> str:

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import glob
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import pytest
 
-from containers import PORT, REPO, AckLedger, PacedLedger, ShardSampler, docker, paced_ledger, unit_down_windows
+from containers import PORT, AckLedger, PacedLedger, ShardSampler, docker, paced_ledger, unit_down_windows
+from servers import source_tarball  # tests/integration, on the path once containers is imported
 
 # Each upgrade: fixture name -> (flavor, version, tools/redis-servers name, what the cluster runs before it).
 UPGRADES = {
@@ -83,6 +83,10 @@ class UpgradeRecord:
     units: Dict[str, Dict[str, str]] = field(default_factory=dict)
     other_units: Dict[str, str] = field(default_factory=dict)
     report: Dict[str, Any] = field(default_factory=dict)
+    # The same upgrade.yml run again right after: its return code, changed tasks and the run ids it left.
+    rerun_returncode: int = -1
+    rerun_changed: List[str] = field(default_factory=list)
+    rerun_servers: Dict[str, Dict[str, str]] = field(default_factory=dict)
 
     def failure_context(self) -> str:
         return f'\n--- upgrade.yml to {self.flavor} {self.version} (rc={self.returncode}), last lines ---\n' + '\n'.join(
@@ -102,19 +106,8 @@ class RefusalRecord:
     units: Dict[str, Dict[str, str]]
 
 
-def source_archive(name: str) -> tuple:
-    """(path, 'sha256:<digest>') of the cached upstream tarball; the tool fetches it into its cache when missing."""
-    completed = subprocess.run([os.path.join(REPO, 'tools', 'redis-servers'), 'tarball', name], capture_output=True, text=True,
-                               timeout=900)
-    assert completed.returncode == 0, f'tools/redis-servers tarball {name}: {completed.stderr}'
-    path = completed.stdout.strip()
-    with open(path + '.sha256') as handle:
-        digest = handle.read().split()[0]
-    return path, f'sha256:{digest}'
-
-
 def upgrade_vars(flavor: str, version: str, tool_name: str) -> Dict[str, str]:
-    archive, checksum = source_archive(tool_name)
+    archive, checksum = source_tarball(tool_name)
     return {'redis_install_flavor': flavor, 'redis_install_method': 'source', 'redis_install_version': version,
             'redis_install_source_archive': archive, 'redis_install_source_checksum': checksum}
 
@@ -221,6 +214,9 @@ def upgrade(cluster, name: str) -> UpgradeRecord:
           f'{record.writes_after_playbook} after the playbook; {sampler.summary()}; unit down (s) per node from the journal {downtime}')
     if recap.returncode == 0:
         read_after(cluster, record, seeded, prefix)
+        again = cluster.playbook('playbooks/upgrade.yml', extra_vars=extra_vars)
+        record.rerun_returncode, record.rerun_changed = again.returncode, again.changed_tasks()
+        record.rerun_servers = server_info(cluster)
     return record
 
 
@@ -385,6 +381,18 @@ def test_every_node_runs_the_new_build(step, cluster):
         assert step.executables[host] == f'{prefix_root}/{step.flavor}-{step.version}/bin/{step.flavor}-server', (host, step.executables[host])
         # The hosts that unpacked another host's build have the libraries it links against.
         assert step.missing_libraries[host] == [], (host, step.missing_libraries[host])
+
+
+def test_playbook_reports_the_new_version_and_a_second_run_restarts_nothing(step):
+    assert step.returncode == 0, step.failure_context()
+    assert f'every node runs {step.flavor} {step.version}' in step.output, step.failure_context()
+    if step.flavor == 'valkey':
+        # The switch of flavor tells the operator to keep the deployed names in the inventory.
+        assert 'redis_server_name: redis' in step.output, step.failure_context()
+    assert step.rerun_returncode == 0, step.rerun_changed
+    assert step.rerun_changed == [], step.rerun_changed
+    assert {host: server['run_id'] for host, server in step.rerun_servers.items()} == \
+        {host: server['run_id'] for host, server in step.servers_after.items()}
 
 
 def test_units_and_paths_keep_their_names(step):
