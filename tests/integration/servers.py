@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVERS_TOOL = os.path.join(REPO, 'tools', 'redis-servers')
@@ -110,8 +112,11 @@ class RedisServer:
         deadline = time.monotonic() + 20
         while True:
             try:
-                if self.client().ping():
+                # No retries: redis-py retries an AuthenticationError (a ConnectionError) with backoff for seconds.
+                if self.client(retry=Retry(NoBackoff(), 0)).ping():
                     return
+            except redis.AuthenticationError:
+                return  # up, and refusing clients without credentials (an ACL file with the default user off)
             except redis.ConnectionError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Copyright: hashslot.redis contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""ACL users as data, and the ACL file the server reads (`aclfile`): pure Python, no server, no AnsibleModule.
+
+A user is a dict: name, enabled, a password (hashed here) or its SHA-256, and rules (ACL SETUSER tokens such as
+`~app:*`, `+@read`, `-@dangerous`). Passwords never reach the file or a message: the file holds `#<sha256>`, the only
+form the server needs, so the same inventory always renders the same bytes and a changed password is a changed hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Dict, Iterable, List, Optional
+
+# What the collection's own users may do. The admin runs the modules (CLUSTER, MIGRATE, CONFIG, ACL, ...).
+ADMIN_RULES = ('~*', '&*', '+@all')
+# A replica authenticates to its master with masteruser/masterauth and needs only these (Redis and Valkey docs).
+REPLICATION_RULES = ('+psync', '+replconf', '+ping')
+# Applications: every key and command except the dangerous and administrative categories (FLUSHALL, CONFIG, DEBUG,
+# SHUTDOWN, ACL, ...). An inventory's own rules replace these.
+APPLICATION_RULES = ('~*', '&*', '+@all', '-@dangerous', '-@admin')
+
+NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$')
+SHA256 = re.compile(r'^[0-9a-f]{64}$')
+# Tokens the rendering owns: state and passwords come from `enabled` and the password fields, never from rules.
+OWNED_TOKENS = ('on', 'off', 'nopass', 'resetpass', 'reset')
+OWNED_PREFIXES = ('>', '<', '#', '!')
+
+
+class AclError(ValueError):
+    """Bad ACL input: the message names the user and the reason, never a password."""
+
+
+def password_sha256(password: str) -> str:
+    return hashlib.sha256(password.encode('utf-8')).hexdigest()
+
+
+def _rules(name: str, rules: Any) -> List[str]:
+    if rules is None:
+        return []
+    if isinstance(rules, str):
+        rules = rules.split()
+    if not isinstance(rules, (list, tuple)):
+        raise AclError(f'ACL user {name}: rules must be a list of ACL rules or one space-separated string')
+    tokens = []
+    for rule in rules:
+        if not isinstance(rule, str) or not rule or any(char.isspace() for char in rule):
+            raise AclError(f'ACL user {name}: rule {rule!r} is not one ACL rule (no spaces, not empty)')
+        if rule.lower() in OWNED_TOKENS or rule.startswith(OWNED_PREFIXES):
+            shown = rule if not rule.startswith(OWNED_PREFIXES) else rule[0] + '...'
+            raise AclError(f'ACL user {name}: rule {shown!r} is not allowed in rules; use enabled, password or '
+                           'password_sha256 (passwords never go into rules)')
+        tokens.append(rule)
+    return tokens
+
+
+def acl_user(name: str, password: Optional[str] = None, password_sha256_value: Optional[str] = None,
+             rules: Any = None, enabled: bool = True, nopass: bool = False) -> Dict[str, Any]:
+    """One validated user: name, enabled, sha256 (or None with nopass), rules."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise AclError(f'ACL user {name!r}: a name is 1-64 letters, digits and _ . @ : - (starting with a letter or digit)')
+    if password and password_sha256_value:
+        raise AclError(f'ACL user {name}: give password or password_sha256, not both')
+    digest = None
+    if password:
+        digest = password_sha256(str(password))
+    elif password_sha256_value:
+        digest = str(password_sha256_value).lower()
+        if not SHA256.match(digest):
+            raise AclError(f'ACL user {name}: password_sha256 must be 64 hexadecimal digits (sha256 of the password)')
+    if enabled and digest is None and not nopass:
+        raise AclError(f'ACL user {name}: an enabled user needs a password or password_sha256')
+    if nopass and digest is not None:
+        raise AclError(f'ACL user {name}: nopass and a password exclude each other')
+    return {'name': name, 'enabled': bool(enabled), 'sha256': digest, 'nopass': bool(nopass and enabled),
+            'rules': _rules(name, rules)}
+
+
+def normalize_users(users: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Validate inventory-style dicts (name, password | password_sha256, rules, enabled, nopass); names unique."""
+    result: List[Dict[str, Any]] = []
+    seen = set()
+    for index, entry in enumerate(users):
+        if not isinstance(entry, dict) or 'name' not in entry:
+            raise AclError(f'ACL user #{index + 1}: a dict with at least a name')
+        unknown = set(entry) - {'name', 'password', 'password_sha256', 'rules', 'enabled', 'nopass'}
+        if unknown:
+            raise AclError(f"ACL user {entry['name']}: unknown field(s) {', '.join(sorted(unknown))}")
+        user = acl_user(entry['name'], password=entry.get('password'), password_sha256_value=entry.get('password_sha256'),
+                        rules=entry.get('rules'), enabled=entry.get('enabled', True), nopass=entry.get('nopass', False))
+        if user['name'] in seen:
+            raise AclError(f"ACL user {user['name']}: listed twice")
+        seen.add(user['name'])
+        result.append(user)
+    return result
+
+
+def acl_line(user: Dict[str, Any]) -> str:
+    """`user <name> on|off <#sha256|nopass> <rules>` as the server's ACL file wants it (resetpass first)."""
+    tokens = ['user', user['name'], 'on' if user['enabled'] else 'off', 'resetpass']
+    if user['sha256']:
+        tokens.append('#' + user['sha256'])
+    elif user['nopass']:
+        tokens.append('nopass')
+    tokens += user['rules']
+    return ' '.join(tokens)
+
+
+def acl_file_lines(users: Iterable[Dict[str, Any]]) -> List[str]:
+    """One line per user, the default user always present (off with no rights unless listed)."""
+    normalized = normalize_users(users)
+    if not any(user['name'] == 'default' for user in normalized):
+        normalized.insert(0, acl_user('default', enabled=False, rules=['resetkeys', 'resetchannels', '-@all']))
+    return [acl_line(user) for user in normalized]

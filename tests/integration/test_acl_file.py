@@ -1,0 +1,105 @@
+"""The ACL file that redis_acl_text renders, loaded by real servers (Redis 7.0, Redis 8.0, Valkey 8.1)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import redis
+
+from ansible_collections.hashslot.redis.plugins.module_utils.acl import (
+    ADMIN_RULES, APPLICATION_RULES, REPLICATION_RULES, acl_file_lines,
+)
+
+ADMIN = ('hashslot-admin', 'admin-Pw-1')
+REPLICATION = ('hashslot-replication', 'repl-Pw-2')
+APP = ('app', 'app-Pw-3')
+
+
+def users(admin_password: str = ADMIN[1]):
+    return [
+        {'name': ADMIN[0], 'password': admin_password, 'rules': list(ADMIN_RULES)},
+        {'name': REPLICATION[0], 'password': REPLICATION[1], 'rules': list(REPLICATION_RULES)},
+        {'name': APP[0], 'password': APP[1], 'rules': list(APPLICATION_RULES)},
+    ]
+
+
+def write_acl(path: str, entries) -> str:
+    with open(path, 'w') as handle:
+        handle.write('\n'.join(acl_file_lines(entries)) + '\n')
+    return path
+
+
+def as_user(server, user) -> redis.Redis:
+    return server.client(username=user[0], password=user[1])
+
+
+@pytest.fixture
+def secured(servers, tmp_path):
+    """A master and its replica (no cluster), both reading the rendered ACL file; the replica authenticates as the
+    replication user. DEBUG is enabled so that the ACL, not the server's own switch, is what refuses it."""
+    acl = write_acl(str(tmp_path / 'users.acl'), users())
+    master = servers.start(1, cluster=False, aclfile=acl, **{'enable-debug-command': 'yes'})[0]
+    replica = servers.start(1, cluster=False, aclfile=acl, masteruser=REPLICATION[0], masterauth=REPLICATION[1],
+                            replicaof=f'127.0.0.1 {master.port}')[0]
+    return acl, master, replica
+
+
+def test_default_user_is_off_and_the_admin_can_do_everything(secured):
+    acl, master, dummy = secured
+    with pytest.raises(redis.AuthenticationError):
+        master.client().ping()
+    with pytest.raises(redis.AuthenticationError):
+        master.client(username=ADMIN[0], password='wrong').ping()
+    admin = as_user(master, ADMIN)
+    assert admin.config_get('aclfile')['aclfile'] == acl
+    admin.set('k', 'v')
+    assert admin.acl_whoami() == ADMIN[0]
+
+
+def test_application_user_reads_and_writes_but_cannot_flush_configure_or_debug(secured):
+    dummy, master, dummy = secured
+    app = as_user(master, APP)
+    app.set('app:1', 'x')
+    assert app.get('app:1') == 'x'
+    for command in (('FLUSHALL',), ('CONFIG', 'GET', 'maxmemory'), ('DEBUG', 'SLEEP', '0'), ('ACL', 'LIST'), ('SHUTDOWN',)):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            app.execute_command(*command)
+    assert app.get('app:1') == 'x'
+
+
+def test_replica_syncs_as_the_replication_user_which_can_do_nothing_else(secured):
+    dummy, master, replica = secured
+    as_user(master, ADMIN).set('replicated', '1')
+    admin_replica = as_user(replica, ADMIN)
+    deadline = time.monotonic() + 20
+    while admin_replica.info('replication').get('master_link_status') != 'up' or admin_replica.get('replicated') != '1':
+        assert time.monotonic() < deadline, admin_replica.info('replication')
+        time.sleep(0.1)
+    replication = as_user(master, REPLICATION)
+    for command in (('GET', 'replicated'), ('KEYS', '*'), ('CONFIG', 'GET', 'dir')):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            replication.execute_command(*command)
+
+
+def test_a_new_password_takes_effect_with_acl_load_without_a_restart(secured):
+    acl, master, dummy = secured
+    admin = as_user(master, ADMIN)
+    run_id = admin.info('server')['run_id']
+    before = open(acl).read()
+    write_acl(acl, users(admin_password='admin-Pw-new'))
+    assert open(acl).read() != before
+    admin.execute_command('ACL', 'LOAD')
+    with pytest.raises(redis.AuthenticationError):
+        master.client(username=ADMIN[0], password=ADMIN[1]).ping()
+    renewed = master.client(username=ADMIN[0], password='admin-Pw-new')
+    assert renewed.info('server')['run_id'] == run_id
+    # The server's own view of the users matches the file line for line (same hash, same rules).
+    listed = renewed.acl_list()
+    for line in open(acl).read().splitlines():
+        name = line.split()[1]
+        server_line = next(entry for entry in listed if entry.split()[1] == name)
+        digest = [token for token in line.split() if token.startswith('#')]
+        assert all(token in server_line.split() for token in digest), (line, server_line)
+    assert os.path.exists(acl)
