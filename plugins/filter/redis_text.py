@@ -1,0 +1,38 @@
+# -*- coding: utf-8 -*-
+# Copyright: hashslot.redis contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The filters that render server files: redis_config_text (redis.conf lines) and redis_acl_text (the ACL file).
+
+Each is documented in its own YAML file next to this one (redis_config_text.yml, redis_acl_text.yml).
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.hashslot.redis.plugins.module_utils.acl import AclError, acl_file_lines
+from ansible_collections.hashslot.redis.plugins.module_utils.server_config import config_lines
+
+
+def _text(filter_name, value, expected, what, render):
+    """The rendered lines, newline-terminated; bad input becomes a filter error naming the problem."""
+    if not isinstance(value, expected):
+        raise AnsibleFilterError(f'{filter_name} expects a {expected.__name__} of {what}, got {type(value).__name__}')
+    try:
+        return '\n'.join(render(value)) + '\n'
+    except (AclError, ValueError) as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def redis_config_text(settings):
+    return _text('redis_config_text', settings, dict, 'settings', config_lines)
+
+
+def redis_acl_text(users):
+    return _text('redis_acl_text', users, list, 'users', acl_file_lines)
+
+
+class FilterModule:
+    def filters(self):
+        return {'redis_config_text': redis_config_text, 'redis_acl_text': redis_acl_text}
