@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 # What the collection's own users may do. The admin runs the modules (CLUSTER, MIGRATE, CONFIG, ACL, ...).
 ADMIN_RULES = ('~*', '&*', '+@all')
@@ -115,3 +115,60 @@ def acl_file_lines(users: Iterable[Dict[str, Any]]) -> List[str]:
     if not any(user['name'] == 'default' for user in normalized):
         normalized.insert(0, acl_user('default', enabled=False, rules=['resetkeys', 'resetchannels', '-@all']))
     return [acl_line(user) for user in normalized]
+
+
+def _pairs(reply: Any) -> Dict[str, Any]:
+    """ACL GETUSER's flat [field, value, ...] reply as a dict."""
+    items = list(reply or [])
+    return {str(items[index]): items[index + 1] for index in range(0, len(items) - 1, 2)}
+
+
+def acl_differences(client: Any, users: List[Dict[str, Any]]) -> List[str]:
+    """What differs between the server's users and the wanted ones (normalized, default user included): the user
+    set, each user's state and its password hashes. Rules are not compared (the server rewrites them); a changed
+    file is what reloads them. The list names users and fields, never a hash."""
+    wanted = {user['name']: user for user in users}
+    current = set(str(name) for name in client.call('ACL', 'USERS'))
+    differences = [f'user {name} missing' for name in sorted(set(wanted) - current)]
+    differences += [f'user {name} not in the ACL file' for name in sorted(current - set(wanted))]
+    for name in sorted(set(wanted) & current):
+        user = wanted[name]
+        fields = _pairs(client.call('ACL', 'GETUSER', name))
+        flags = [str(flag) for flag in fields.get('flags', [])]
+        if ('on' in flags) != user['enabled']:
+            differences.append(f"user {name} is {'on' if 'on' in flags else 'off'}")
+        hashes = sorted(str(value) for value in fields.get('passwords', []))
+        if hashes != ([user['sha256']] if user['sha256'] else []) or ('nopass' in flags) != user['nopass']:
+            differences.append(f'user {name} password')
+    return differences
+
+
+def sync_acl(client: Any, users: Iterable[Dict[str, Any]], acl_file: Optional[str], reload: bool,
+             check_mode: bool, reconnect: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+    """ACL LOAD on a running server when its users differ from the wanted ones or `reload` says the file changed.
+
+    The file itself is the caller's (the redis_server role writes it before calling this). A server started
+    without that aclfile cannot load it: that is reported in `restart_required`, and nothing is done.
+    A server closes the connection of every user ACL LOAD replaced, the caller's own included, right after its reply:
+    `reconnect()` gives a new client (logged in with the user's new password) to check the result with.
+    """
+    normalized = normalize_users(users)
+    if not any(user['name'] == 'default' for user in normalized):
+        normalized.insert(0, acl_user('default', enabled=False))
+    configured = client.call('CONFIG', 'GET', 'aclfile')
+    configured = str(configured[1]) if len(configured) > 1 else ''
+    if acl_file and configured != acl_file:
+        return {'changed': False, 'differences': [], 'loaded': False, 'restart_required': ['aclfile']}
+    differences = acl_differences(client, normalized)
+    if reload and not differences:
+        differences = ['ACL file changed']
+    if differences and not check_mode:
+        client.call('ACL', 'LOAD')
+        if reconnect is not None:
+            client = reconnect()
+        remaining = acl_differences(client, normalized)
+        if remaining:
+            raise AclError(f"{client.address}: after ACL LOAD the server's users still differ from the wanted ones "
+                           f"({'; '.join(remaining)}): is {configured} the file the role wrote?")
+    return {'changed': bool(differences), 'differences': differences, 'loaded': bool(differences) and not check_mode,
+            'restart_required': []}

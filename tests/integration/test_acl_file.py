@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pytest
 import redis
+
+from playbook import run_module
 
 from ansible_collections.hashslot.redis.plugins.module_utils.acl import (
     ADMIN_RULES, APPLICATION_RULES, REPLICATION_RULES, acl_file_lines,
@@ -103,3 +106,30 @@ def test_a_new_password_takes_effect_with_acl_load_without_a_restart(secured):
         digest = [token for token in line.split() if token.startswith('#')]
         assert all(token in server_line.split() for token in digest), (line, server_line)
     assert os.path.exists(acl)
+
+
+def test_redis_acl_loads_what_differs_and_then_nothing(secured):
+    """redis_acl: check mode predicts, a run loads a changed password and a new user, a second run loads nothing; a
+    server without the wanted aclfile is reported for a restart. No password reaches a result."""
+    acl, master, dummy = secured
+    run_id = as_user(master, ADMIN).info('server')['run_id']
+    wanted = users() + [{'name': 'reporting', 'password': 'report-Pw-4', 'rules': ['~*', '+@read']}]
+    wanted[2] = dict(wanted[2], password='app-Pw-rotated')
+    write_acl(acl, wanted)
+    connection = {'node': master.node, 'login_user': ADMIN[0], 'login_password': ADMIN[1], 'acl_file': acl, 'users': wanted}
+    predicted = run_module('redis_acl', check=True, **connection)
+    assert predicted['changed'] is True and predicted['loaded'] is False, predicted
+    assert sorted(predicted['differences']) == ['user app password', 'user reporting missing']
+    with pytest.raises(redis.AuthenticationError):
+        master.client(username='app', password='app-Pw-rotated').ping()
+    loaded = run_module('redis_acl', **connection)
+    assert loaded['changed'] is True and loaded['loaded'] is True, loaded
+    assert master.client(username='app', password='app-Pw-rotated').ping()
+    assert master.client(username='reporting', password='report-Pw-4').get('missing') is None
+    again = run_module('redis_acl', **connection)
+    assert again['changed'] is False and again['differences'] == [], again
+    assert as_user(master, ADMIN).info('server')['run_id'] == run_id
+    for result in (predicted, loaded, again):
+        assert 'app-Pw-rotated' not in json.dumps(result) and ADMIN[1] not in json.dumps(result)
+    elsewhere = run_module('redis_acl', **dict(connection, acl_file=acl + '.other'))
+    assert elsewhere['changed'] is False and elsewhere['restart_required'] == ['aclfile'], elsewhere
