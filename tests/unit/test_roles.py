@@ -55,3 +55,21 @@ def test_site_runs_from_a_checkout_and_as_a_collection_playbook():
     for playbook in ('site.yml', 'hashslot.redis.site'):
         checked = syntax_check(playbook)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_server_role_grants_the_rules_the_acl_module_defines():
+    from ansible_collections.hashslot.redis.plugins.module_utils.acl import ADMIN_RULES, APPLICATION_RULES, REPLICATION_RULES
+    role_vars = load('roles', 'redis_server', 'vars', 'main.yml')
+    assert role_vars['__redis_server_admin_rules'] == list(ADMIN_RULES)
+    assert role_vars['__redis_server_replication_rules'] == list(REPLICATION_RULES)
+    assert role_vars['__redis_server_application_rules'] == list(APPLICATION_RULES)
+
+
+def test_the_secure_defaults_are_on_and_only_the_local_demo_opts_out():
+    defaults = load('roles', 'redis_server', 'defaults', 'main.yml')
+    assert defaults['redis_server_acl_enabled'] is True and defaults['redis_server_tls_enabled'] is True
+    assert defaults['redis_server_tls_provider'] == 'generate' and defaults['redis_server_tls_auth_clients'] == 'yes'
+    production = load('inventories', 'production.example', 'group_vars', 'redis_cluster', 'main.yml')
+    assert not {'redis_server_acl_enabled', 'redis_server_tls_enabled', 'redis_server_password'} & set(production)
+    local = load('inventories', 'local', 'group_vars', 'redis_cluster.yml')
+    assert local['redis_server_acl_enabled'] is False and local['redis_server_tls_enabled'] is False
