@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -46,16 +47,54 @@ class MoleculeCluster:
         return self.inventory['_meta']['hostvars'].get(host, {})
 
     @property
+    def secure(self) -> Dict[str, bool]:
+        """Which of the role's secure defaults the inventory keeps: ACL users and TLS (both on unless turned off)."""
+        first = self.host_vars(self.hosts()[0])
+        return {'acl': bool(first.get('redis_server_acl_enabled', True)), 'tls': bool(first.get('redis_server_tls_enabled', True))}
+
+    @property
+    def user(self) -> Optional[str]:
+        """The ACL admin user, when the inventory has ACL users."""
+        return str(self.host_vars(self.hosts()[0]).get('redis_server_admin_user', 'hashslot-admin')) if self.secure['acl'] else None
+
+    @property
     def password(self) -> str:
-        return str(self.host_vars(self.hosts()[0]).get('redis_server_password', '') or '')
+        """The admin's password with ACL users, otherwise requirepass (empty when none)."""
+        name = 'redis_server_admin_password' if self.secure['acl'] else 'redis_server_password'
+        return str(self.host_vars(self.hosts()[0]).get(name, '') or '')
+
+    def tls_files(self) -> Dict[str, str]:
+        """The CA and a client certificate (the first host's, serverAuth+clientAuth) the role generated on the controller."""
+        pki = os.path.join(self.inventory_dir, 'pki')
+        first = self.hosts()[0]
+        return {'ca_certs': os.path.join(pki, 'ca.crt'), 'client_cert': os.path.join(pki, f'{first}.crt'),
+                'client_key': os.path.join(pki, f'{first}.key')}
+
+    def connection(self) -> Dict[str, Any]:
+        """The modules' connection options (login_user, login_password, tls and its files) for this inventory."""
+        options: Dict[str, Any] = {}
+        if self.user:
+            options['login_user'] = self.user
+        if self.password:
+            options['login_password'] = self.password
+        if self.secure['tls']:
+            options.update(tls=True, **self.tls_files())
+        return options
 
     @staticmethod
     def address(host: str) -> str:
         return docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', host).strip()
 
-    def client(self, host: str, port: int = PORT, timeout: float = 3) -> redis.Redis:
-        return redis.Redis(host=self.address(host), port=port, password=self.password or None, decode_responses=True,
-                           socket_timeout=timeout, socket_connect_timeout=timeout)
+    def client(self, host: str, port: int = PORT, timeout: float = 3, **kwargs: Any) -> redis.Redis:
+        """redis-py to one node as the admin (keyword arguments override: username, password, ssl_certfile ...)."""
+        options: Dict[str, Any] = dict(username=self.user, password=self.password or None)
+        if self.secure['tls']:
+            files = self.tls_files()
+            options.update(ssl=True, ssl_ca_certs=files['ca_certs'], ssl_certfile=files['client_cert'],
+                           ssl_keyfile=files['client_key'], ssl_check_hostname=True)
+        options.update(kwargs)
+        return redis.Redis(host=self.address(host), port=port, decode_responses=True, socket_timeout=timeout,
+                           socket_connect_timeout=timeout, **options)
 
     def host_of(self, address: str) -> str:
         """Container name of a node address (ip:port) as the cluster reports it."""
@@ -84,8 +123,7 @@ class MoleculeCluster:
     def info(self, **extra: Any) -> Dict[str, Any]:
         """hashslot.redis.redis_cluster_info from the controller (the collection's own cluster check)."""
         params: Dict[str, Any] = {'node': {'host': self.address(self.hosts()[0]), 'port': PORT}}
-        if self.password:
-            params['login_password'] = self.password
+        params.update(self.connection())
         params['zones'] = self.zones()
         params.update(extra)
         return run_tasks([{'hashslot.redis.redis_cluster_info': params}]).result(0)
@@ -144,7 +182,6 @@ def redis_cli_check(container: str, address: str, password: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------------
 
 import collections  # noqa: E402
-import threading  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 
@@ -325,3 +362,81 @@ def cli_cluster_check(container: str, address: str, password: str, cli: str = 'r
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return completed.stdout
+
+
+# --- secure scenario: every command line on the controller and in the containers, while a playbook runs ---------
+
+# Runs inside a container (its text carries no secret): the distinct command lines of every process, every 20 ms,
+# into /run/hs-cmdlines.txt until /run/hs-cmdlines.stop appears (or 30 minutes pass).
+_CONTAINER_SAMPLER = r"""
+import os, time
+seen, samples, deadline = set(), 0, time.time() + 1800
+while not os.path.exists('/run/hs-cmdlines.stop') and time.time() < deadline:
+    for pid in os.listdir('/proc'):
+        if pid.isdigit():
+            try:
+                seen.add(open('/proc/%s/cmdline' % pid, 'rb').read().replace(b'\0', b' ').decode('utf-8', 'replace'))
+            except OSError:
+                pass
+    samples += 1
+    time.sleep(0.02)
+with open('/run/hs-cmdlines.txt', 'w') as out:
+    out.write('%d\n' % samples + '\n'.join(sorted(seen)))
+"""
+
+
+class CommandLines:
+    """The distinct command lines seen on the controller and in each container while the block runs."""
+
+    def __init__(self, containers: List[str], interval: float = 0.01):
+        self.containers = containers
+        self.interval = interval
+        self.controller: set = set()
+        self.samples = 0
+        self.in_containers: Dict[str, List[str]] = {}
+        self.container_samples: Dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in os.listdir('/proc'):
+                if pid.isdigit():
+                    try:
+                        with open(f'/proc/{pid}/cmdline', 'rb') as handle:
+                            self.controller.add(handle.read().replace(b'\0', b' ').decode('utf-8', 'replace'))
+                    except OSError:
+                        pass
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> 'CommandLines':
+        for container in self.containers:
+            docker('exec', container, 'rm', '-f', '/run/hs-cmdlines.stop', '/run/hs-cmdlines.txt')
+            docker('exec', '-d', container, 'python3', '-c', _CONTAINER_SAMPLER)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        for container in self.containers:
+            docker('exec', container, 'touch', '/run/hs-cmdlines.stop')
+        for container in self.containers:
+            deadline = time.monotonic() + 30
+            text = ''
+            while time.monotonic() < deadline:
+                text = docker('exec', container, 'cat', '/run/hs-cmdlines.txt', check=False)
+                if text:
+                    break
+                time.sleep(0.2)
+            lines = text.splitlines()
+            self.container_samples[container] = int(lines[0]) if lines else 0
+            self.in_containers[container] = lines[1:]
+
+    def containing(self, secret: str) -> List[str]:
+        """Every command line (where: line) that holds the secret."""
+        hits = [f'controller: {line}' for line in self.controller if secret in line]
+        for container, lines in self.in_containers.items():
+            hits += [f'{container}: {line}' for line in lines if secret in line]
+        return hits

@@ -149,7 +149,7 @@ def parse_recap(output: str) -> Dict[str, Dict[str, int]]:
 
 def run_playbook(playbook: str, inventory: str, extra_vars: Optional[Dict[str, Any]] = None, check: bool = False,
                  diff: bool = False, tags: Optional[str] = None, limit: Optional[str] = None,
-                 env: Optional[Dict[str, str]] = None, timeout: float = 1800) -> PlaybookRecap:
+                 env: Optional[Dict[str, str]] = None, timeout: float = 1800, verbosity: int = 0) -> PlaybookRecap:
     """ansible-playbook PLAYBOOK -i INVENTORY as an operator runs it, from the repository root."""
     command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', inventory, playbook]
     with tempfile.TemporaryDirectory(prefix='hashslot-play-') as workdir:
@@ -166,6 +166,8 @@ def run_playbook(playbook: str, inventory: str, extra_vars: Optional[Dict[str, A
             command += ['--tags', tags]
         if limit:
             command += ['--limit', limit]
+        if verbosity:
+            command.append('-' + 'v' * verbosity)
         process = subprocess.Popen(command, cwd=REPO, env=ansible_env(env), stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:

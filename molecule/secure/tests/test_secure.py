@@ -1,0 +1,180 @@
+"""The secure defaults on three Debian 12 hosts: ACL users, TLS everywhere, plaintext off, secrets that never leak."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import stat
+import time
+
+import pytest
+import redis
+
+from containers import CommandLines
+
+testinfra_hosts = ['redis_cluster']
+PORTS = (6379, 6380)
+
+
+def secrets(cluster):
+    first = cluster.host_vars(cluster.hosts()[0])
+    return {name: str(first[name]) for name in ('redis_server_admin_password', 'redis_server_replication_password')} | {
+        f"acl user {user['name']}": str(user['password']) for user in first['redis_server_acl_users']}
+
+
+@pytest.fixture(scope='session')
+def converged(cluster):
+    """site.yml at -vvv while every command line is sampled; then site.yml again, which must change nothing."""
+    started = time.monotonic()
+    with CommandLines(cluster.hosts()) as lines:
+        first = cluster.playbook('site.yml', verbosity=3)
+    took = time.monotonic() - started
+    assert first.returncode == 0, first.output[-6000:]
+    second = cluster.playbook('site.yml')
+    assert second.returncode == 0, second.output[-6000:]
+    print(f'\nconverge at -vvv: {took:.0f} s, {len(first.output)} characters of output, {lines.samples} controller '
+          f'samples, container samples {lines.container_samples}; second run changed {second.total("changed")}')
+    return first, second, lines
+
+
+def test_converge_leaks_no_secret(cluster, converged):
+    first, dummy, lines = converged
+    assert lines.samples > 100 and min(lines.container_samples.values()) > 100, (lines.samples, lines.container_samples)
+    # The samplers saw the work: the modules running on the hosts, ansible-playbook on the controller.
+    assert any('ansible-playbook' in line for line in lines.controller)
+    assert any('redis-server' in line for container in lines.in_containers.values() for line in container)
+    for name, secret in secrets(cluster).items():
+        assert secret not in first.output, f'{name} in the -vvv output'
+        assert lines.containing(secret) == [], f'{name} on a command line'
+
+
+def test_second_run_changes_nothing(converged):
+    dummy, second, dummy_lines = converged
+    assert second.total('changed') == 0, second.output[-6000:]
+
+
+def test_cluster_is_healthy_over_tls_with_the_admin_user(cluster, converged):
+    info = cluster.info(fail_on_problems=True)
+    assert not info.get('failed'), (info.get('msg'), info.get('problems'))
+    assert info['cluster_state'] == 'ok' and info['masters'] == 3 and info['replicas'] == 3
+    assert json.dumps(info).count(cluster.password) == 0
+
+
+def test_plaintext_is_closed_and_tls_needs_a_client_certificate(cluster, converged):
+    host = cluster.hosts()[0]
+    for port in PORTS:
+        admin = cluster.client(host, port)
+        assert admin.config_get('port') == {'port': '0'}
+        assert admin.config_get('tls-port') == {'tls-port': str(port)}
+        assert {name: admin.config_get(name)[name] for name in ('tls-cluster', 'tls-replication', 'tls-auth-clients')} == {
+            'tls-cluster': 'yes', 'tls-replication': 'yes', 'tls-auth-clients': 'yes'}
+        # Plaintext RESP on the port gets no answer a client could use.
+        with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+            redis.Redis(host=cluster.address(host), port=port, socket_timeout=3, socket_connect_timeout=3).ping()
+        # TLS without a client certificate: the handshake is refused.
+        with pytest.raises((redis.ConnectionError, ssl.SSLError)):
+            cluster.client(host, port, ssl_certfile=None, ssl_keyfile=None).ping()
+
+
+def test_default_user_and_wrong_passwords_are_refused(cluster, converged):
+    host = cluster.hosts()[1]
+    with pytest.raises(redis.AuthenticationError):
+        cluster.client(host, username=None, password=None).ping()
+    with pytest.raises(redis.AuthenticationError):
+        cluster.client(host, password='not-the-password').ping()
+    with pytest.raises(redis.AuthenticationError):
+        cluster.client(host, username='app', password='not-the-password').ping()
+    assert cluster.client(host).acl_whoami() == cluster.user
+
+
+def test_application_users_keep_to_their_rules(cluster, converged):
+    first = cluster.host_vars(cluster.hosts()[0])
+    app, reader = first['redis_server_acl_users']
+    master = cluster.host_of(cluster.masters()[0])
+    node = cluster.masters()[0]
+    port = int(node.split(':')[1])
+    client = cluster.client(master, port, username=app['name'], password=app['password'])
+    key = next(f'secure-{index}' for index in range(10000)
+               if cluster.client(master, port).cluster('keyslot', f'secure-{index}') in owned_slots(cluster, node))
+    client.set(key, 'v')
+    assert client.get(key) == 'v'
+    for command in (('FLUSHALL',), ('CONFIG', 'GET', 'port'), ('DEBUG', 'SLEEP', '0'), ('ACL', 'LIST'), ('SHUTDOWN',)):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.execute_command(*command)
+    read_only = cluster.client(master, port, username=reader['name'], password=reader['password'])
+    assert read_only.get(key) == 'v'
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        read_only.set(key, 'w')
+
+
+def owned_slots(cluster, node):
+    slots = set()
+    for entry in cluster.topology()[node]['slots']:
+        if entry.startswith('['):
+            continue
+        low, dummy, high = entry.partition('-')
+        slots.update(range(int(low), int(high or low) + 1))
+    return slots
+
+
+def test_replicas_catch_up_over_tls_as_the_replication_user(cluster, converged):
+    topology = cluster.topology()
+    for address, node in topology.items():
+        if node['role'] != 'replica':
+            continue
+        host, port = cluster.host_of(address), int(address.split(':')[1])
+        replica = cluster.client(host, port)
+        master_address = next(other for other, entry in topology.items() if entry['id'] == node['master_id'])
+        master = cluster.client(cluster.host_of(master_address), int(master_address.split(':')[1]))
+
+        def caught_up():
+            replication = replica.info('replication')
+            return (replication['master_link_status'] == 'up'
+                    and replication['slave_repl_offset'] == master.info('replication')['master_repl_offset'])
+        cluster.wait_for(caught_up, timeout=30, what=f'{address} catching up with {master_address}')
+        assert replica.config_get('masteruser') == {'masteruser': 'hashslot-replication'}
+    # The replication user can do nothing but replicate.
+    replication_password = cluster.host_vars(cluster.hosts()[0])['redis_server_replication_password']
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        cluster.client(cluster.hosts()[0], username='hashslot-replication', password=replication_password).get('k')
+
+
+def test_files_are_root_owned_and_group_readable_only(host, converged):
+    for port in PORTS:
+        for path in (f'/etc/redis/redis-{port}.conf', f'/etc/redis/redis-{port}.acl'):
+            entry = host.file(path)
+            assert (entry.user, entry.group) == ('root', 'redis'), path
+            assert entry.mode & (stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP) == 0, (path, oct(entry.mode))
+        acl = host.file(f'/etc/redis/redis-{port}.acl').content_string
+        assert acl.splitlines()[0].startswith('user default off ')
+        assert '#' in acl and '>' not in acl
+    for path in ('/etc/redis/tls/ca.crt', '/etc/redis/tls/redis.crt', '/etc/redis/tls/redis.key'):
+        entry = host.file(path)
+        assert (entry.user, entry.group) == ('root', 'redis'), path
+        assert entry.mode & (stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP) == 0, (path, oct(entry.mode))
+    assert host.file('/etc/redis/tls').mode & stat.S_IRWXO == 0
+    assert {process.user for process in host.process.filter(comm='redis-server')} == {'redis'}
+
+
+def test_new_passwords_roll_out_without_a_restart(cluster, converged):
+    """An application password and the admin's own (with its previous one for this run) change; no instance restarts."""
+    hosts = cluster.hosts()
+    run_ids = {(host, port): cluster.client(host, port).info('server')['run_id'] for host in hosts for port in PORTS}
+    users = cluster.host_vars(hosts[0])['redis_server_acl_users']
+    old_app, old_admin = users[0]['password'], cluster.password
+    new_app, new_admin = 'molecule-App-rotated-61d0', 'molecule-Admin-rotated-0e5b'
+    rotation = {'redis_server_acl_users': [dict(users[0], password=new_app)] + users[1:],
+                'redis_server_admin_password': new_admin, 'redis_server_admin_previous_password': old_admin}
+    with CommandLines(hosts) as lines:
+        run = cluster.playbook('site.yml', extra_vars=rotation, tags='server', verbosity=3)
+    assert run.returncode == 0, run.output[-6000:]
+    for secret in (new_app, new_admin, old_admin):
+        assert lines.containing(secret) == [] and secret not in run.output
+    for host in hosts:
+        for port in PORTS:
+            admin = cluster.client(host, port, password=new_admin)
+            assert admin.info('server')['run_id'] == run_ids[(host, port)], f'{host}:{port} restarted'
+            assert cluster.client(host, port, username='app', password=new_app).ping()
+            for user, password in (('app', old_app), (cluster.user, old_admin)):
+                with pytest.raises(redis.AuthenticationError):
+                    cluster.client(host, port, username=user, password=password).ping()
