@@ -85,6 +85,15 @@ def normalize(value: Any) -> str:
     return ' '.join(words)
 
 
+def secret_values(settings: Mapping[str, Any]) -> List[str]:
+    """The values of secret settings as the server reads them, for a module to mask wherever they would be shown."""
+    values = []
+    for name in SECRET_SETTINGS & set(settings):
+        items = settings[name] if isinstance(settings[name], (list, tuple)) else [settings[name]]
+        values.extend(text for text in (setting_text(item) for item in items) if text)
+    return values
+
+
 def shown(name: str, value: Optional[str]) -> Optional[str]:
     if value is None or name not in SECRET_SETTINGS:
         return value
