@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import traceback
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -145,6 +146,7 @@ class NodeClient:
         self.host = host
         self.port = port
         self.address = format_address(host, port)
+        self.tls = options.tls
         kwargs: Dict[str, Any] = dict(
             host=host, port=port,
             username=options.login_user, password=options.login_password,
@@ -171,9 +173,18 @@ class NodeClient:
         except AuthenticationError as exc:
             raise NodeError(self.address, f'authentication failed ({exc}); check login_user and login_password') from exc
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise NodeError(self.address, f'unreachable: {exc}') from exc
+            raise NodeError(self.address, self._connect_failure(exc)) from exc
         except ResponseError as exc:
             raise NodeError(self.address, f'refused the connection: {exc}') from exc
+
+    def _connect_failure(self, exc: BaseException) -> str:
+        # redis-py raises a ConnectionError for everything; the TLS or socket error it replaced tells what to fix.
+        if _caused_by(exc, ssl.SSLError):
+            return (f'TLS handshake failed: {exc}; check ca_certs (the CA that signed the node certificates), and '
+                    'client_cert and client_key (a node with tls-auth-clients requires a client certificate its CA signed)')
+        if not self.tls and (_caused_by(exc, ConnectionResetError) or 'closed by server' in str(exc)):
+            return f'unreachable: {exc}; the node closed a plaintext connection: if it accepts only TLS, set tls=true'
+        return f'unreachable: {exc}'
 
     def close(self) -> None:
         self._connection.disconnect()
@@ -223,6 +234,18 @@ class NodeClient:
 
     def cluster_info(self) -> Dict[str, str]:
         return parse_info(self.call('CLUSTER', 'INFO'))
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    """Whether exc or an exception it was raised from or while handling is a `kind`."""
+    seen: Optional[BaseException] = exc
+    for dummy in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _command_name(args: Sequence[Any]) -> str:

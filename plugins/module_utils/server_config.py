@@ -85,6 +85,15 @@ def normalize(value: Any) -> str:
     return ' '.join(words)
 
 
+def secret_values(settings: Mapping[str, Any]) -> List[str]:
+    """The values of secret settings as the server reads them, for a module to mask wherever they would be shown."""
+    values = []
+    for name in SECRET_SETTINGS & set(settings):
+        items = settings[name] if isinstance(settings[name], (list, tuple)) else [settings[name]]
+        values.extend(text for text in (setting_text(item) for item in items) if text)
+    return values
+
+
 def shown(name: str, value: Optional[str]) -> Optional[str]:
     if value is None or name not in SECRET_SETTINGS:
         return value
@@ -114,27 +123,32 @@ def plan_runtime_changes(wanted: Mapping[str, Any], current: Mapping[str, Option
     return to_set, restart, unknown
 
 
+class ConfigApplyError(Exception):
+    pass
+
+
 def read_settings(client: Any, names: List[str]) -> Dict[str, Optional[str]]:
-    """CONFIG GET for each name in one round trip; None where the server does not know it."""
+    """CONFIG GET for each name in one round trip; None where the server does not know it (an empty reply).
+
+    An error reply is not an unknown setting: a login user without the CONFIG command gets NOPERM for every name.
+    """
     replies = client.pipeline([('CONFIG', 'GET', name) for name in names])
     current: Dict[str, Optional[str]] = {}
     for name, reply in zip(names, replies):
         if isinstance(reply, Exception):
-            current[name] = None
-            continue
+            raise ConfigApplyError(f'{client.address}: CONFIG GET {name} failed: {reply}; login_user needs the CONFIG command')
         pairs = dict(zip(reply[0::2], reply[1::2])) if isinstance(reply, list) else dict(reply or {})
         current[name] = pairs.get(name)
     return current
 
 
-class ConfigApplyError(Exception):
-    pass
-
-
 def apply_settings(client: Any, wanted: Mapping[str, Any], check_mode: bool) -> Dict[str, Any]:
     """Bring a running server to `wanted` with CONFIG SET; report what changed and what needs a restart."""
     names = [name for name, value in wanted.items() if not isinstance(value, (list, tuple))]
-    before = read_settings(client, names)
+    try:
+        before = read_settings(client, names)
+    except ConfigApplyError as exc:
+        raise ConfigApplyError(f'{exc} (nothing was changed)') from exc
     to_set, restart, unknown = plan_runtime_changes(wanted, before)
     if unknown:
         raise ConfigApplyError(

@@ -26,6 +26,8 @@ options:
       - Wanted settings, directive name to value (booleans become C(yes)/C(no)).
       - A list value is a directive repeated in the file (C(rename-command)); it is read only at start-up and is
         not compared.
+      - The values of secret settings (C(masterauth), C(requirepass), C(tls-key-file-pass), C(tls-client-key-file-pass))
+        are masked wherever the result shows them, its diff and invocation included.
     type: dict
     required: true
 extends_documentation_fragment:
@@ -76,7 +78,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hashslot.redis.plugins.module_utils.module_support import run_cluster_module
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import common_argument_spec, node_argument_spec
-from ansible_collections.hashslot.redis.plugins.module_utils.server_config import ConfigApplyError, apply_settings
+from ansible_collections.hashslot.redis.plugins.module_utils.server_config import ConfigApplyError, apply_settings, secret_values
 
 
 def main():
@@ -86,6 +88,9 @@ def main():
         settings=dict(type='dict', required=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # `settings` is a plain dict, so Ansible does not know that masterauth or requirepass in it are secrets: without
+    # this their values would come back in the result's invocation (shown at -v and above).
+    module.no_log_values.update(secret_values(module.params['settings']))
 
     def operation(pool):
         client = pool.get(module.params['node']['host'], module.params['node']['port'])

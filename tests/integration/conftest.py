@@ -33,6 +33,14 @@ def servers(build):
     factory.close()
 
 
+@pytest.fixture(scope='module')
+def module_servers(build):
+    """Servers shared by a test file's tests on one build (an expensive setup, such as a secured cluster)."""
+    factory = ServerFactory(build, PORTS)
+    yield factory
+    factory.close()
+
+
 def form_cluster(servers: ServerFactory, count: int = 6, replicas: int = 1, zones: str = 'abc', **extra: str):
     """Start `count` servers and form a cluster with the engine (the module itself is tested elsewhere)."""
     nodes = servers.start(count, **extra)

@@ -87,6 +87,11 @@ class RedisServer:
     directory: str
     process: Optional[subprocess.Popen] = None
     extra: Dict[str, str] = field(default_factory=dict)
+    # ca, cert and key (PEM paths): the server then speaks only TLS (port 0, tls-port = port, cluster bus and
+    # replication over TLS, client certificates required), and the test's clients present that cert and key.
+    tls: Optional[Dict[str, str]] = None
+    # (user, password) the test's own clients authenticate with, for servers whose default user is off.
+    auth: Optional[Tuple[str, str]] = None
 
     @property
     def address(self) -> str:
@@ -96,12 +101,31 @@ class RedisServer:
     def node(self) -> Dict:
         return {'host': '127.0.0.1', 'port': self.port}
 
+    def connection_kwargs(self) -> Dict:
+        """How the test reaches this server: TLS with the server's own certificate as client certificate, auth if set."""
+        kwargs: Dict = {}
+        if self.tls:
+            kwargs.update(ssl=True, ssl_ca_certs=self.tls['ca'], ssl_certfile=self.tls['cert'], ssl_keyfile=self.tls['key'])
+        if self.auth:
+            kwargs.update(username=self.auth[0], password=self.auth[1])
+        return kwargs
+
     def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis(host='127.0.0.1', port=self.port, decode_responses=True, socket_timeout=10, **kwargs)
+        return redis.Redis(host='127.0.0.1', port=self.port, decode_responses=True, socket_timeout=10,
+                           **{**self.connection_kwargs(), **kwargs})
+
+    def _tls_args(self) -> List[str]:
+        if not self.tls:
+            return ['--port', str(self.port)]
+        return [
+            '--port', '0', '--tls-port', str(self.port), '--tls-cluster', 'yes', '--tls-replication', 'yes',
+            '--tls-auth-clients', 'yes', '--tls-cert-file', self.tls['cert'], '--tls-key-file', self.tls['key'],
+            '--tls-ca-cert-file', self.tls['ca'],
+        ]
 
     def start(self, cluster: bool = True) -> None:
         args = [
-            self.build.server, '--port', str(self.port), '--bind', '127.0.0.1', '--dir', self.directory,
+            self.build.server, *self._tls_args(), '--bind', '127.0.0.1', '--dir', self.directory,
             '--daemonize', 'no', '--save', '', '--appendonly', 'no', '--logfile', os.path.join(self.directory, 'server.log'),
             '--cluster-enabled', 'yes' if cluster else 'no', '--cluster-config-file', 'nodes.conf',
             '--cluster-node-timeout', '3000', '--repl-diskless-sync-delay', '0',
@@ -159,13 +183,13 @@ class ServerFactory:
         self.servers: List[RedisServer] = []
         self.root = tempfile.mkdtemp(prefix=f'hashslot-{build.name}-')
 
-    def start(self, count: int, cluster: bool = True, **extra: str) -> List[RedisServer]:
+    def start(self, count: int, cluster: bool = True, tls: Optional[Dict[str, str]] = None, **extra: str) -> List[RedisServer]:
         started = []
         for dummy in range(count):
             port = self.ports.take()
             directory = os.path.join(self.root, str(port))
             os.makedirs(directory)
-            server = RedisServer(self.build, port, directory, extra=dict(extra))
+            server = RedisServer(self.build, port, directory, extra=dict(extra), tls=tls)
             server.start(cluster=cluster)
             self.servers.append(server)
             started.append(server)
@@ -198,7 +222,9 @@ def cluster_nodes_snapshot(servers: List[RedisServer]) -> Dict[str, str]:
 
 def raw_command(server: RedisServer, *args):
     """A command's reply as the server sends it, without redis-py's response callbacks."""
-    connection = redis.Connection(host='127.0.0.1', port=server.port, decode_responses=True)
+    kwargs = server.connection_kwargs()
+    connection_class = redis.SSLConnection if kwargs.pop('ssl', False) else redis.Connection
+    connection = connection_class(host='127.0.0.1', port=server.port, decode_responses=True, **kwargs)
     try:
         connection.send_command(*args)
         return connection.read_response()

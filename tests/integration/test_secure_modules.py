@@ -1,0 +1,199 @@
+"""The modules against servers secured like production: TLS only (port 0), cluster bus and replication over TLS,
+client certificates required, ACL users from the rendered ACL file with the default user off.
+
+One 6-node cluster per build, formed by redis_cluster_create in a single -vvv --diff run under a command-line
+sampler; the tests read that run and then probe the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List
+
+import pytest
+from redis.crc import key_slot
+
+from cmdline_sampler import CommandLineSampler
+from pki import LoopbackPki, make_loopback_pki
+from playbook import PlaybookRun, run_tasks
+from servers import RedisServer, cluster_info, cluster_nodes_snapshot, raw_command
+
+from ansible_collections.hashslot.redis.plugins.module_utils.acl import (
+    ADMIN_RULES, APPLICATION_RULES, REPLICATION_RULES, acl_file_lines,
+)
+
+ADMIN = ('hashslot-admin', 'admin-Tls-7c21e9d4')
+REPLICATION = ('hashslot-replication', 'repl-Tls-3b8d40f2')
+APP = ('app', 'app-Tls-91f0aa5e')
+WRONG_PASSWORD = 'wrong-Tls-5d17c3b8'
+ZONES = 'abc'
+
+
+@pytest.fixture(scope='session')
+def pki(tmp_path_factory) -> LoopbackPki:
+    return make_loopback_pki(str(tmp_path_factory.mktemp('pki')))
+
+
+@dataclass
+class SecuredNodes:
+    nodes: List[RedisServer]
+    pki: LoopbackPki
+
+    @property
+    def spec(self) -> List[Dict[str, Any]]:
+        return [dict(node.node, zone=ZONES[index % len(ZONES)]) for index, node in enumerate(self.nodes)]
+
+    @property
+    def zones(self) -> Dict[str, str]:
+        return {node.address: ZONES[index % len(ZONES)] for index, node in enumerate(self.nodes)}
+
+    def login(self, user=ADMIN, **overrides: Any) -> Dict[str, Any]:
+        """The modules' connection options: TLS with the client certificate, as `user`; overrides drop (None) or replace."""
+        options = dict(login_user=user[0], login_password=user[1], tls=True, ca_certs=self.pki.ca,
+                       client_cert=self.pki.cert, client_key=self.pki.key)
+        options.update(overrides)
+        return {name: value for name, value in options.items() if value is not None}
+
+
+@pytest.fixture(scope='module')
+def secured(module_servers, pki) -> SecuredNodes:
+    acl = os.path.join(module_servers.root, 'users.acl')
+    users = [
+        {'name': ADMIN[0], 'password': ADMIN[1], 'rules': list(ADMIN_RULES)},
+        {'name': REPLICATION[0], 'password': REPLICATION[1], 'rules': list(REPLICATION_RULES)},
+        {'name': APP[0], 'password': APP[1], 'rules': list(APPLICATION_RULES)},
+    ]
+    with open(acl, 'w') as handle:
+        handle.write('\n'.join(acl_file_lines(users)) + '\n')
+    nodes = module_servers.start(6, tls=pki.as_server_tls(), aclfile=acl, masteruser=REPLICATION[0])
+    for node in nodes:
+        node.auth = ADMIN
+        # After start, so that no secret is on a server's command line either.
+        raw_command(node, 'CONFIG', 'SET', 'masterauth', REPLICATION[1])
+    return SecuredNodes(nodes, pki)
+
+
+@dataclass
+class FormedRun:
+    run: PlaybookRun
+    sampler: CommandLineSampler
+
+
+@pytest.fixture(scope='module')
+def formed(secured) -> FormedRun:
+    """Create, create again, check, and one runtime setting (with a secret one already in place), all at -vvv --diff."""
+    login = secured.login()
+    tasks = [
+        {'hashslot.redis.redis_cluster_create': {'nodes': secured.spec, 'replicas': 1, **login}},
+        {'hashslot.redis.redis_cluster_create': {'nodes': secured.spec, 'replicas': 1, **login}},
+        {'hashslot.redis.redis_cluster_info': {'node': secured.nodes[0].node, 'zones': secured.zones, 'fail_on_problems': True, **login}},
+        {'hashslot.redis.redis_config': {'node': secured.nodes[1].node, **login,
+                                         'settings': {'maxmemory-policy': 'allkeys-lru', 'masterauth': REPLICATION[1]}}},
+    ]
+    with CommandLineSampler(ADMIN[1], REPLICATION[1]) as sampler:
+        run = run_tasks(tasks, verbosity=3, diff=True)
+    return FormedRun(run, sampler)
+
+
+def speaks_plain_resp(port: int) -> bool:
+    """Whether a plaintext client gets a RESP reply (any +, - or : line) to PING on the port."""
+    try:
+        with socket.create_connection(('127.0.0.1', port), timeout=3) as sock:
+            sock.sendall(b'PING\r\n')
+            reply = sock.recv(64)
+    except OSError:
+        return False
+    return reply[:1] in (b'+', b'-', b':')
+
+
+def config_get(node: RedisServer, name: str) -> str:
+    reply = raw_command(node, 'CONFIG', 'GET', name)
+    return dict(zip(reply[0::2], reply[1::2]))[name]
+
+
+def test_cluster_forms_over_tls_as_the_admin_user_then_is_unchanged(secured, formed):
+    created, again, info, configured = formed.run.results
+    assert not created.get('failed'), created.get('msg')
+    assert created['changed'] is True
+    masters = [node for node in created['cluster'] if node['role'] == 'master']
+    replicas = [node for node in created['cluster'] if node['role'] == 'replica']
+    assert len(masters) == 3 and len(replicas) == 3
+    zone_of = {node['address']: node['zone'] for node in created['cluster']}
+    assert all(zone_of[replica['address']] != zone_of[replica['master_address']] for replica in replicas)
+
+    assert not again.get('failed'), again.get('msg')
+    assert again['changed'] is False and again['actions'] == []
+    assert not info.get('failed'), (info.get('msg'), info.get('problems'))
+    assert info['healthy'] is True and info['masters'] == 3 and info['replicas'] == 3
+
+    assert not configured.get('failed'), configured.get('msg')
+    assert configured['changed'] is True and configured['settings_changed'] == ['maxmemory-policy']
+    assert config_get(secured.nodes[1], 'maxmemory-policy') == 'allkeys-lru'
+
+    # The cluster formed although no node listens in plaintext: its bus runs over TLS.
+    for node in secured.nodes:
+        assert config_get(node, 'port') == '0' and config_get(node, 'tls-port') == str(node.port)
+        assert config_get(node, 'tls-cluster') == 'yes' and config_get(node, 'tls-replication') == 'yes'
+        assert cluster_info(node)['cluster_state'] == 'ok'
+        assert not speaks_plain_resp(node.port), f'{node.address} answered a plaintext PING'
+
+
+def test_replica_catches_up_over_tls_as_the_replication_user(secured, formed):
+    created = formed.run.result(0)
+    by_address = {node.address: node for node in secured.nodes}
+    replica_entry = next(node for node in created['cluster'] if node['role'] == 'replica')
+    master_entry = next(node for node in created['cluster'] if node['address'] == replica_entry['master_address'])
+    master, replica = by_address[master_entry['address']], by_address[replica_entry['address']]
+    owned = [tuple(int(bound) for bound in (text.split('-') * 2)[:2]) for text in master_entry['slots']]
+    key = next(name for name in (f'secure:{index}' for index in range(10000))
+               if any(start <= key_slot(name.encode()) <= end for start, end in owned))
+
+    master.client().set(key, 'over-tls')
+    reader = replica.client(single_connection_client=True)
+    reader.execute_command('READONLY')
+    deadline = time.monotonic() + 20
+    while reader.get(key) != 'over-tls':
+        assert time.monotonic() < deadline, reader.info('replication')
+        time.sleep(0.05)
+    assert reader.info('replication')['master_link_status'] == 'up'
+    # The master sees its replica's link as a client of the replication user, over the TLS port.
+    links = master.client().client_list(_type='replica')
+    assert [link['user'] for link in links] == [REPLICATION[0]], links
+
+
+def test_bad_credentials_fail_naming_the_node_and_change_nothing(secured, formed):
+    first = secured.nodes[0]
+    before = cluster_nodes_snapshot(secured.nodes)
+    cases = {
+        'wrong password': ('redis_cluster_create', {'nodes': secured.spec, **secured.login(login_password=WRONG_PASSWORD)},
+                           'authentication failed'),
+        'no client certificate': ('redis_cluster_info', {'node': first.node, **secured.login(client_cert=None, client_key=None)},
+                                  'TLS handshake failed'),
+        'plaintext to a TLS port': ('redis_cluster_info', {'node': first.node, **secured.login(tls=False)}, 'set tls=true'),
+        'application user checks the cluster': ('redis_cluster_info', {'node': first.node, **secured.login(APP)}, 'no permissions'),
+        'application user configures': ('redis_config', {'node': first.node, 'settings': {'maxmemory': '16mb'}, **secured.login(APP)},
+                                        'no permissions'),
+    }
+    run = run_tasks([{f'hashslot.redis.{module}': params} for module, params, dummy in cases.values()])
+    for (name, (dummy, dummy, reason)), result in zip(cases.items(), run.results):
+        assert result.get('failed'), (name, result)
+        assert first.address in result['msg'] and reason in result['msg'], (name, result['msg'])
+        assert result['changed'] is False and 'Traceback' not in result['msg'] and 'MODULE FAILURE' not in result['msg'], (name, result)
+    assert cluster_nodes_snapshot(secured.nodes) == before
+    assert config_get(first, 'maxmemory') == '0'
+    assert WRONG_PASSWORD not in run.output and WRONG_PASSWORD not in json.dumps(run.results)
+
+
+def test_no_password_on_any_command_line_in_the_output_or_in_a_result(formed):
+    assert formed.sampler.samples > 10 and formed.sampler.hits == []
+    results = json.dumps(formed.run.results)
+    for secret in (ADMIN[1], REPLICATION[1]):
+        assert secret not in formed.run.output
+        assert secret not in results
+    # -vvv prints every module's arguments: the password and the secret setting are there, masked.
+    assert '"login_password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' in formed.run.output
+    assert '"masterauth": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' in formed.run.output
