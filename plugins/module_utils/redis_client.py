@@ -175,6 +175,9 @@ class NodeClient:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise NodeError(self.address, self._connect_failure(exc)) from exc
         except ResponseError as exc:
+            # redis-py before 5 passes a refused AUTH (WRONGPASS) on as a plain error reply.
+            if str(exc).upper().startswith(('WRONGPASS', 'NOAUTH', 'INVALID PASSWORD', 'INVALID USERNAME')):
+                raise NodeError(self.address, f'authentication failed ({exc}); check login_user and login_password') from exc
             raise NodeError(self.address, f'refused the connection: {exc}') from exc
 
     def _connect_failure(self, exc: BaseException) -> str:
