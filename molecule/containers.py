@@ -166,14 +166,8 @@ def docker(*args: str, check: bool = True) -> str:
 
 
 def redis_cli_check(container: str, address: str, password: str) -> str:
-    """`redis-cli --cluster check` inside a container; the password travels in REDISCLI_AUTH, not on the command line."""
-    command = ['exec']
-    if password:
-        command += ['-e', f'REDISCLI_AUTH={password}']
-    completed = subprocess.run(['docker', *command, container, 'redis-cli', '--cluster', 'check', address],
-                               capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    return completed.stdout
+    """`redis-cli --cluster check` inside a container (see cli_cluster_check)."""
+    return cli_cluster_check(container, address, password)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -353,13 +347,16 @@ def cli_cluster_check(container: str, address: str, password: str, cli: str = 'r
     """`<cli> --cluster check` inside a container, for hosts whose tools are Valkey's (valkey-cli, no redis-cli).
 
     valkey-cli 8 reads the password from REDISCLI_AUTH like redis-cli (it does not know VALKEYCLI_AUTH), so the
-    secret stays off the command line here too.
+    secret stays off the command line: `docker exec -e REDISCLI_AUTH` copies it from docker's own environment, so it
+    is not on the controller's command lines either.
     """
     command = ['exec']
+    environment = dict(os.environ)
     if password:
-        command += ['-e', f'REDISCLI_AUTH={password}']
+        command += ['-e', 'REDISCLI_AUTH']
+        environment['REDISCLI_AUTH'] = password
     completed = subprocess.run(['docker', *command, container, cli, '--cluster', 'check', address],
-                               capture_output=True, text=True, timeout=120)
+                               capture_output=True, text=True, timeout=120, env=environment)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return completed.stdout
 
