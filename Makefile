@@ -44,7 +44,7 @@ $(LINK):
 demo: venv
 	$(BIN)/ansible-playbook -i inventories/local site.yml
 	@echo
-	@$(BIN)/python tools/cluster-report 127.0.0.1:7000 --zones inventories/local/group_vars/redis_cluster.yml
+	@$(BIN)/python tools/cluster_report.py 127.0.0.1:7000 --zones inventories/local/group_vars/redis_cluster.yml
 
 demo-down: venv
 	$(BIN)/ansible-playbook -i inventories/local playbooks/teardown.yml -e hashslot_teardown_confirm=yes

@@ -83,7 +83,7 @@ def encode(*parts: bytes) -> bytes:
 def build_dataset(keys: int, value_size: int) -> List[Tuple[int, bytes]]:
     """Per slot: (number of keys, the RESP-encoded SETs of all its keys), computed once and sent to every cluster."""
     value = (b'0123456789abcdef' * (value_size // 16 + 1))[:value_size]
-    per_slot: List[List[bytes]] = [[] for _ in range(SLOTS)]
+    per_slot: List[List[bytes]] = [[] for dummy in range(SLOTS)]
     for number in range(keys):
         key = b'key:%d' % number
         per_slot[key_slot(key)].append(encode(b'SET', key, value))
@@ -159,7 +159,7 @@ def slot_count(server: RedisServer) -> int:
 
 def cluster_check(build: ServerBuild, server: RedisServer) -> subprocess.CompletedProcess:
     return subprocess.run([build.cli, '--cluster', 'check', server.address], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def wait_for_check(build: ServerBuild, server: RedisServer, timeout: float = CHECK_RETRY) -> None:
@@ -221,7 +221,7 @@ def cli_rebalance(pipeline: Optional[int]) -> Callable[[ServerBuild, List[RedisS
         if pipeline is not None:
             command += ['--cluster-pipeline', str(pipeline)]
         started = time.monotonic()
-        completed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TOOL_TIMEOUT)
+        completed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
         wall = time.monotonic() - started
         assert completed.returncode == 0, (f'{" ".join(command)} failed ({completed.returncode}) after {wall:.1f} s:\n'
                                            f'{completed.stdout[-3000:]}{completed.stderr[-2000:]}')
@@ -325,11 +325,11 @@ def print_table(build: ServerBuild, keys: int, value_size: int, rounds: List[Dic
 
 
 def uptime() -> str:
-    return subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+    return subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--keys', type=int, default=1000000, help='keys loaded in each cluster (default 1000000)')
     parser.add_argument('--value-size', type=int, default=100, help='bytes per value (default 100)')
     parser.add_argument('--rounds', type=int, default=1, help='rounds (default 1)')

@@ -159,7 +159,7 @@ class MoleculeCluster:
 
 
 def docker(*args: str, check: bool = True) -> str:
-    completed = subprocess.run(['docker', *args], capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(['docker', *args], capture_output=True, text=True, timeout=120, check=False)
     if check and completed.returncode != 0:
         raise AssertionError(f'docker {" ".join(args)} failed: {completed.stderr.strip()}')
     return completed.stdout
@@ -356,7 +356,7 @@ def cli_cluster_check(container: str, address: str, password: str, cli: str = 'r
         command += ['-e', 'REDISCLI_AUTH']
         environment['REDISCLI_AUTH'] = password
     completed = subprocess.run(['docker', *command, container, cli, '--cluster', 'check', address],
-                               capture_output=True, text=True, timeout=120, env=environment)
+                               capture_output=True, text=True, timeout=120, env=environment, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return completed.stdout
 

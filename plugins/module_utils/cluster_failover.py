@@ -139,4 +139,3 @@ def promote_replica(pool: NodePool, host: str, port: int, mode: str, timeout: fl
     result.update(role='master', diff=dict(before=before, after=render_layout(layout_of_view(view))),
                   old_master=plan['master_address'], duration=round(time.monotonic() - started, 3))
     return result
-

@@ -104,7 +104,7 @@ def _master_bounds(counts: Dict[str, int], total: int, masters: int, replicas: i
 def choose_masters(nodes: Sequence[NodeSpec], master_count: int, replicas: int,
                    fixed_masters: Iterable[str] = (), excluded: Iterable[str] = ()) -> List[str]:
     """Pick master addresses spread over failure domains, then over hosts inside a domain."""
-    fixed = [address for address in fixed_masters]
+    fixed = list(fixed_masters)
     excluded_set = set(excluded) | set(fixed)
     counts: Dict[str, int] = {}
     for node in nodes:

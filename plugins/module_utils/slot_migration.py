@@ -247,4 +247,3 @@ def run_moves(options: ConnectionOptions, moves: Sequence[SlotMove], endpoints: 
 
 def endpoint_map(nodes: Sequence[Tuple[str, str, int]]) -> Dict[str, NodeEndpoint]:
     return {node_id: NodeEndpoint(node_id, host, port) for node_id, host, port in nodes}
-

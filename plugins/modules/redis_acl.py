@@ -68,8 +68,9 @@ attributes:
     description: Reads the server and says whether a real run would load the file.
   diff_mode:
     support: none
+    description: No diff of users is shown, because their passwords are secrets.
 author:
-  - hashslot.redis contributors
+  - hashslot.redis contributors (@hashslot)
 '''
 
 EXAMPLES = r'''

@@ -56,7 +56,7 @@ attributes:
     support: full
     description: Shows the topology before and after, one line per node.
 author:
-  - hashslot.redis contributors
+  - hashslot.redis contributors (@hashslot)
 '''
 
 EXAMPLES = r'''

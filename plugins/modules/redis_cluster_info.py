@@ -56,8 +56,9 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Read-only, so there is nothing to diff.
 author:
-  - hashslot.redis contributors
+  - hashslot.redis contributors (@hashslot)
 '''
 
 EXAMPLES = r'''

@@ -117,7 +117,7 @@ attributes:
     support: full
     description: Shows the slot map before and after.
 author:
-  - hashslot.redis contributors
+  - hashslot.redis contributors (@hashslot)
 '''
 
 EXAMPLES = r'''

@@ -41,7 +41,7 @@ attributes:
     support: full
     description: Shows the changed settings before and after (secrets masked).
 author:
-  - hashslot.redis contributors
+  - hashslot.redis contributors (@hashslot)
 '''
 
 EXAMPLES = r'''

@@ -52,7 +52,7 @@ attributes:
     support: full
     description: Shows the topology before and after.
 author:
-  - hashslot.redis contributors
+  - hashslot.redis contributors (@hashslot)
 '''
 
 EXAMPLES = r'''

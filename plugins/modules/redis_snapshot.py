@@ -31,8 +31,9 @@ attributes:
     description: Returns the file's path and reports a change; nothing is saved.
   diff_mode:
     support: none
+    description: A snapshot writes the dump file; there is no configuration to diff.
 author:
-  - hashslot.redis contributors
+  - hashslot.redis contributors (@hashslot)
 '''
 
 EXAMPLES = r'''

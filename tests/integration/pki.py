@@ -73,6 +73,6 @@ def make_loopback_pki(directory: str) -> LoopbackPki:
     return LoopbackPki(
         ca=_write(os.path.join(directory, 'ca.crt'), ca_cert.public_bytes(pem)),
         cert=_write(os.path.join(directory, 'node.crt'), cert.public_bytes(pem)),
-        key=_write(os.path.join(directory, 'node.key'), key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                                           serialization.NoEncryption()), 0o600),
+        key=_write(os.path.join(directory, 'node.key'),
+                   key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600),
     )

@@ -76,7 +76,7 @@ def run_tasks(tasks: List[Dict[str, Any]], check: bool = False, diff: bool = Fal
             command.append('--diff')
         if verbosity:
             command.append('-' + 'v' * verbosity)
-        completed = subprocess.run(command, env=ansible_env(env), capture_output=True, text=True, timeout=timeout)
+        completed = subprocess.run(command, env=ansible_env(env), capture_output=True, text=True, timeout=timeout, check=False)
         output = completed.stdout + completed.stderr
         if not os.path.exists(results_file):
             raise AssertionError(f'ansible-playbook did not finish its tasks (rc={completed.returncode}):\n{output}')
@@ -103,7 +103,7 @@ def run_single_task(module: str, timeout: float = 1800, **params: Any):
         command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', playbook]
         started = time.monotonic()
         completed = subprocess.run(command, env=ansible_env({'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.minimal'}),
-                                   capture_output=True, text=True, timeout=timeout)
+                                   capture_output=True, text=True, timeout=timeout, check=False)
         wall = time.monotonic() - started
     output = completed.stdout
     marker = output.find('=> {')
@@ -190,7 +190,7 @@ def run_playbook(playbook: str, inventory: str, extra_vars: Optional[Dict[str, A
 
 def process_tree(root: int) -> Tuple[List[int], str]:
     """The pids of root and its descendants, and their `ps` rows (state and kernel wait channel), for a hang's report."""
-    listing = subprocess.run(['ps', '-eo', 'pid=,ppid=,etime=,stat=,wchan:24=,args='], capture_output=True, text=True).stdout
+    listing = subprocess.run(['ps', '-eo', 'pid=,ppid=,etime=,stat=,wchan:24=,args='], capture_output=True, text=True, check=False).stdout
     rows, children = {}, {}
     for line in listing.splitlines():
         fields = line.split(None, 2)

@@ -39,7 +39,7 @@ def available_builds() -> Dict[str, ServerBuild]:
 
 def source_tarball(name: str) -> Tuple[str, str]:
     """(path, 'sha256:<digest>') of the upstream source tarball tools/redis-servers keeps (verified when fetched)."""
-    completed = subprocess.run([SERVERS_TOOL, 'tarball', name], capture_output=True, text=True, timeout=900)
+    completed = subprocess.run([SERVERS_TOOL, 'tarball', name], capture_output=True, text=True, timeout=900, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f'no cached source tarball for {name}; run `tools/redis-servers ensure {name}`: {completed.stderr}')
     path = completed.stdout.strip()

@@ -131,5 +131,5 @@ def test_redis_acl_loads_what_differs_and_then_nothing(secured):
     assert as_user(master, ADMIN).info('server')['run_id'] == run_id
     for result in (predicted, loaded, again):
         assert 'app-Pw-rotated' not in json.dumps(result) and ADMIN[1] not in json.dumps(result)
-    elsewhere = run_module('redis_acl', **dict(connection, acl_file=acl + '.other'))
+    elsewhere = run_module('redis_acl', **{**connection, 'acl_file': acl + '.other'})
     assert elsewhere['changed'] is False and elsewhere['restart_required'] == ['aclfile'], elsewhere

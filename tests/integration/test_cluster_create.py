@@ -10,7 +10,7 @@ from servers import cluster_info, cluster_nodes_snapshot, raw_command
 
 
 def cluster_check(build, server) -> subprocess.CompletedProcess:
-    return subprocess.run([build.cli, '--cluster', 'check', server.address], capture_output=True, text=True, timeout=60)
+    return subprocess.run([build.cli, '--cluster', 'check', server.address], capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_create_check_mode_then_create_then_unchanged(build, servers):

@@ -278,7 +278,7 @@ def unshare_works() -> bool:
         return False
     probe = subprocess.run(['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
                             'mount --bind /proc/sys/vm /proc/sys/vm && mount -o remount,bind,ro /proc/sys/vm'],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     return probe.returncode == 0
 
 
@@ -292,7 +292,7 @@ def run_role_read_only(playbook: str, read_only: List[str], check: bool = False)
                os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', playbook]
     if check:
         command.append('--check')
-    completed = subprocess.run(command, cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=900)
+    completed = subprocess.run(command, cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=900, check=False)
     output = completed.stdout + completed.stderr
     return PlaybookRecap(completed.returncode, output, parse_recap(completed.stdout))
 
@@ -355,8 +355,8 @@ def test_boot_unit_is_valid_and_ordered_before_basic_target(machine, tmp_path):
                      f"ExecStart=/bin/sh -c 'echo never > {THP_DIR}/enabled'",
                      f"ExecStart=/bin/sh -c 'echo madvise > {THP_DIR}/defrag'"):
         assert expected in lines, unit.read_text()
-    verify = subprocess.run(['systemd-analyze', 'verify', '--man=no', str(unit)], capture_output=True, text=True)
+    verify = subprocess.run(['systemd-analyze', 'verify', '--man=no', str(unit)], capture_output=True, text=True, check=False)
     assert verify.returncode == 0 and verify.stderr.strip() == '', verify.stderr
-    enable = subprocess.run(['systemctl', f'--root={root}', 'enable', unit.name], capture_output=True, text=True)
+    enable = subprocess.run(['systemctl', f'--root={root}', 'enable', unit.name], capture_output=True, text=True, check=False)
     assert enable.returncode == 0, enable.stderr
     assert (root / 'etc' / 'systemd' / 'system' / 'basic.target.wants' / unit.name).is_symlink()

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Print a cluster's CLUSTER INFO and its masters, replicas and zones, as `make demo` shows them.
 
-    tools/cluster-report [HOST:PORT] [--zones INVENTORY_VARS_YAML]
+    python tools/cluster_report.py [HOST:PORT] [--zones INVENTORY_VARS_YAML]
 
 Zones come from the `redis_server_instances` list (port -> zone) of an inventory vars file; the password, if
 any, from REDISCLI_AUTH.
