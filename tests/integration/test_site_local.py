@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from servers import port_command, port_serving
-from playbook import REPO, run_module, run_playbook
+import artifact
+from playbook import REPO, parse_recap, run_module, run_playbook
 
 INVENTORY = 'inventories/local'
 PORTS = list(range(7000, 7006))
@@ -33,7 +34,7 @@ def cluster_info(port: int):
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([shutil.which('redis-cli') or '/usr/bin/redis-cli', *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([shutil.which('redis-cli') or '/usr/bin/redis-cli', *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def teardown() -> None:
@@ -97,6 +98,20 @@ def test_second_run_changes_nothing(deployed):
     again = run_playbook('site.yml', INVENTORY)
     assert again.returncode == 0, again.output[-3000:]
     assert again.total('changed') == 0, again.changed_tasks()
+
+
+def test_installed_artifact_runs_site_unchanged(deployed):
+    """The Galaxy artifact, installed into an empty collections path, runs `hashslot.redis.site` against its own copy
+    of the local inventory, away from the checkout: the cluster is already what it describes, so nothing changes."""
+    root = artifact.collection_root()
+    command = [artifact.tool('ansible-playbook'), '-i', os.path.join(root, INVENTORY), 'hashslot.redis.site']
+    result = subprocess.run(command, cwd=artifact.OUTPUT, env=artifact.clean_env(artifact.installed()), capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=1200, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    recap = parse_recap(result.stdout)
+    assert recap and sum(counts['changed'] for counts in recap.values()) == 0, output[-5000:]
+    assert sum(counts['ok'] for counts in recap.values()) > 0
 
 
 def test_rerun_after_a_failover_changes_nothing(deployed):
