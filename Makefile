@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOLECULE_SCENARIOS ?= upgrade scale failover default secure
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test pytest-all lint unit integration servers containers molecule venv bench clean
+.PHONY: help demo demo-down test pytest-all lint unit integration servers containers molecule venv bench docs clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
@@ -24,6 +24,7 @@ help:
 	@echo "make integration  integration tests (HASHSLOT_SERVERS=redis-7.0 to run one build)"
 	@echo "make molecule     the container scenarios: $(MOLECULE_SCENARIOS) (docker engine and images made on demand)"
 	@echo "make bench        benchmarks against redis-cli --cluster (prints measured figures)"
+	@echo "make docs         regenerate the module reference docs/modules/ from the modules' documentation"
 	@echo "make clean        remove the virtualenv and test output (server builds stay cached)"
 
 # Debian and Ubuntu ship python3 without ensurepip: install python3-venv (as root, or with sudo) when needed.
@@ -83,6 +84,10 @@ pytest-all: venv servers
 bench: venv servers
 	$(BIN)/python bench/create_bench.py --rounds 5
 	$(BIN)/python bench/reshard_bench.py
+
+# The pages are committed; tests/unit/test_module_docs_pages.py fails while they differ from the modules' docs.
+docs: venv
+	$(BIN)/python tools/module_docs.py
 
 clean:
 	rm -rf $(VENV) .collections .pytest_cache .hypothesis tests/output
