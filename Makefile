@@ -13,13 +13,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOLECULE_SCENARIOS ?= upgrade scale failover default secure
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test pytest-all lint unit integration servers containers molecule venv bench docs clean
+.PHONY: help demo demo-down test pytest-all lint static static-then-molecule unit integration servers containers molecule venv bench docs clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
 	@echo "make demo-down    stop the demo cluster and delete its data"
-	@echo "make test         lint, unit tests, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1, molecule scenarios"
+	@echo "make test         lint, release checks, unit tests, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1, molecule scenarios"
 	@echo "make lint         ruff (pep8 at 160 columns, pyflakes)"
+	@echo "make static       release checks: ansible-lint --profile production, the changelog, ansible-test sanity (no ignore file)"
 	@echo "make unit         unit and property tests of the engine only (no server needed)"
 	@echo "make integration  integration tests (HASHSLOT_SERVERS=redis-7.0 to run one build)"
 	@echo "make molecule     the container scenarios: $(MOLECULE_SCENARIOS) (docker engine and images made on demand)"
@@ -74,7 +75,19 @@ molecule: venv servers containers
 # The pytest suite and the molecule scenarios run side by side (each mostly waits: on servers, gossip, docker exec,
 # apt), the scenarios in one lane here; --output-sync prints each one's output whole when it ends.
 test: lint venv servers containers
-	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-all molecule MOLECULE_LANES=$(TEST_MOLECULE_LANES)
+	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-all static-then-molecule MOLECULE_LANES=$(TEST_MOLECULE_LANES)
+
+# What Galaxy and Automation Hub check before they accept a collection. The sanity tests fill their own virtualenvs
+# from the package index (tools/ansible-sanity).
+static: venv
+	$(BIN)/ansible-lint --nocolor
+	$(BIN)/antsibull-changelog lint
+	tools/ansible-sanity
+
+# In `make test` the release checks run in the molecule lane, before the scenarios (the pytest lane is the longer).
+static-then-molecule: venv servers containers
+	$(MAKE) --no-print-directory static
+	$(MAKE) --no-print-directory molecule
 
 TEST_MOLECULE_LANES ?= 1
 
