@@ -11,10 +11,12 @@ short_description: Report a Redis or Valkey cluster's topology and every problem
 version_added: 0.1.0
 description:
   - Reads the cluster from any member, then every member it knows, and reports the nodes and a list of problems.
-  - This is the collection's C(redis-cli --cluster check), with more checks; it never writes.
+  - This is the collection's C(redis-cli --cluster check), with more checks; it never writes to the cluster.
   - "Problems found: unreachable nodes, nodes flagged C(fail) or C(fail?), cluster bus links down, open (migrating or
     importing) slots, slots without an owner, nodes that disagree on the slot map or on replica roles, nodes whose
     C(cluster_state) is not C(ok), masters without a working replica, replicas in their master's failure domain."
+  - With O(report), it also draws the cluster for people who would rather look than read, in a file on the host the
+    module runs on; that file is the only thing it writes.
 options:
   node:
     description: Any member of the cluster.
@@ -48,15 +50,37 @@ options:
     default: []
     choices: [node_unreachable, node_failed, node_pfail, link_down, open_slot, uncovered_slots, config_disagreement,
               cluster_state, master_without_replica, replica_same_domain]
+  report:
+    description:
+      - Write a picture of the cluster to this file on the host the module runs on (use C(delegate_to) to choose it).
+      - "The picture: a band per master across the 16384 slots with its slot ranges drawn to scale and coloured by the
+        master's zone, a legend of the zones, under each master its replicas (address, zone, link state), a full-width
+        coverage band with slots that have no owner in red, nodes flagged C(fail) or C(fail?) marked, the
+        C(cluster_state) and the list of problems."
+      - The file is self-contained (inline SVG and CSS, no script, nothing loaded from elsewhere) and depends only on
+        the cluster's state, so an unchanged cluster leaves it unchanged. It is replaced atomically, mode C(0644), and
+        only when its content differs; the directory must exist.
+      - The task is C(changed) when the file was written (in check mode, when it would be).
+    type: path
+    version_added: 0.2.0
+  report_format:
+    description:
+      - C(html) writes an HTML page with the picture and a table of the problems; C(svg) writes the SVG picture alone
+        (problems included).
+      - Used only with O(report).
+    type: str
+    choices: [html, svg]
+    default: html
+    version_added: 0.2.0
 extends_documentation_fragment:
   - hashslot.redis.connection
 attributes:
   check_mode:
     support: full
-    description: Read-only; runs the same in check mode.
+    description: Reads the cluster the same in check mode; with O(report) it writes no file and reports whether it would.
   diff_mode:
     support: none
-    description: Read-only, so there is nothing to diff.
+    description: Nothing in the cluster changes; the report file, when written, is not shown as a diff.
 author:
   - hashslot.redis contributors (@hashslot)
 '''
@@ -70,6 +94,16 @@ EXAMPLES = r'''
       "10.0.2.10:6379": b
     fail_on_problems: true
   register: health
+
+- name: Draw the cluster into an HTML page on the controller
+  hashslot.redis.redis_cluster_info:
+    node: {host: 10.0.1.10, port: 6379}
+    zones:
+      "10.0.1.10:6379": a
+      "10.0.2.10:6379": b
+    report: /var/tmp/redis-cluster.html
+  delegate_to: localhost
+  run_once: true
 
 - name: Show the masters
   ansible.builtin.debug:
@@ -107,6 +141,13 @@ problems:
   type: list
   elements: dict
   sample: [{kind: master_without_replica, node: "10.0.3.10:6379", detail: "owns 5461 slots and has no working replica"}]
+report:
+  description:
+    - The file O(report) names, whether or not it had to be written.
+    - C(changed) is true only when its content changed (in check mode, when it would change).
+  returned: when O(report) is set
+  type: str
+  sample: /var/tmp/redis-cluster.html
 duration:
   description: Seconds spent.
   returned: always
@@ -115,8 +156,10 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster import ClusterError
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_health import PROBLEM_KINDS, inspect_cluster
-from ansible_collections.hashslot.redis.plugins.module_utils.module_support import run_cluster_module
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster_report import REPORT_FORMATS, render_cluster_report
+from ansible_collections.hashslot.redis.plugins.module_utils.module_support import run_cluster_module, write_file_if_changed
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import common_argument_spec, node_argument_spec
 
 
@@ -127,16 +170,27 @@ def main():
         zones=dict(type='dict', default={}),
         fail_on_problems=dict(type='bool', default=False),
         ignore_problems=dict(type='list', elements='str', default=[], choices=list(PROBLEM_KINDS)),
+        report=dict(type='path'),
+        report_format=dict(type='str', default='html', choices=list(REPORT_FORMATS)),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def operation(pool):
-        report = inspect_cluster(pool, module.params['node']['host'], module.params['node']['port'], module.params['zones'])
-        failing = [problem for problem in report['problems'] if problem['kind'] not in module.params['ignore_problems']]
+        result = inspect_cluster(pool, module.params['node']['host'], module.params['node']['port'], module.params['zones'])
+        path = module.params['report']
+        if path:
+            content = render_cluster_report(result, module.params['report_format'])
+            try:
+                result['changed'] = write_file_if_changed(path, content, module.check_mode)
+            except OSError as exc:
+                raise ClusterError(f'cannot write the cluster report to {path}: {exc.strerror or exc}; '
+                                   'the directory must exist and be writable by the user the module runs as') from None
+            result['report'] = path
+        failing = [problem for problem in result['problems'] if problem['kind'] not in module.params['ignore_problems']]
         if module.params['fail_on_problems'] and failing:
             summary = '; '.join(f"{problem['node']}: {problem['kind']}: {problem['detail']}" for problem in failing[:10])
-            report['failure'] = f"{len(failing)} problem(s) in the cluster: {summary}"
-        return report
+            result['failure'] = f"{len(failing)} problem(s) in the cluster: {summary}"
+        return result
 
     run_cluster_module(module, operation)
 
