@@ -54,7 +54,9 @@ def validated(path):
     specs = {}
     for dummy, tasks in playbook_tasks(path):
         for task in tasks:
-            specs.update((task.get('ansible.builtin.validate_argument_spec') or {}).get('argument_spec') or {})
+            if 'ansible.builtin.validate_argument_spec' in task:
+                # The spec is the task's __spec, less the variables given blank (tasks/given_vars.yml).
+                specs.update(task.get('vars', {}).get('__spec') or task['ansible.builtin.validate_argument_spec']['argument_spec'])
     return specs
 
 
