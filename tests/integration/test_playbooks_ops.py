@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -115,6 +116,20 @@ def test_bad_input_fails_before_anything_changes(deployed):
         ('rolling_restart', {'redis_rolling_nodes': ['127.0.0.1:7199']}, 'which no host of the inventory runs'),
         ('rebalance', {'redis_rebalance_weights': {'127.0.0.1:7100': -1}}, 'redis_rebalance_weights maps masters'),
         ('upgrade', {'redis_install_flavor': 'valkey'}, 'missing required arguments: redis_install_version'),
+        # As AWX surveys send them: a question left blank is '' or null and means "not given"; lists come as text.
+        ('failover', {'redis_failover_node': '', 'redis_failover_master': None}, 'redis_failover_node=host:port'),
+        ('failover', {'redis_failover_node': '127.0.0.1:7199', 'redis_failover_master': '', 'redis_failover_mode': None,
+                      'redis_failover_timeout': ''}, '127.0.0.1:7199 is not a member of the cluster'),
+        ('scale_in', {'redis_scale_in_nodes': ''}, 'redis_scale_in_nodes must list the instances to remove as host:port'),
+        ('scale_in', {'redis_scale_in_nodes': None, 'redis_scale_in_timeout': ''}, 'redis_scale_in_nodes must list the instances to remove as host:port'),
+        ('scale_in', {'redis_scale_in_nodes': '127.0.0.1:7100, 7101'}, 'redis_scale_in_nodes must list the instances to remove as host:port'),
+        ('scale_in', {'redis_scale_in_nodes': f' 127.0.0.1:{masters()[0]},\n', 'redis_scale_in_stop': ''}, 'a cluster needs at least 3'),
+        ('rolling_restart', {'redis_rolling_nodes': '127.0.0.1:7100,127.0.0.1:7199', 'redis_rolling_failback': None},
+         'redis_rolling_nodes names 127.0.0.1:7199, which no host of the inventory runs'),
+        ('rolling_restart', {'redis_rolling_nodes': '127.0.0.1:7100 7101'}, 'redis_rolling_nodes must list host:port addresses'),
+        ('rebalance', {'redis_rebalance_weights': {'127.0.0.1:7100': -1}, 'redis_rebalance_threshold': ''}, 'redis_rebalance_weights maps masters'),
+        ('upgrade', {'redis_install_flavor': 'valkey', 'redis_install_version': None, 'redis_rolling_timeout': ''}, 'name the version to upgrade to'),
+        ('upgrade', {'redis_install_version': ' '}, 'name the version to upgrade to'),
     ]
     for name, extra_vars, message in cases:
         result = play(name, extra_vars)
@@ -128,7 +143,8 @@ def test_failover_promotes_the_named_replica(deployed):
     replica = next(port for port in PORTS if role(port) == 'slave')
     old_master = int(raw(replica, 'ROLE')[2])
     before = topology()
-    planned = play('failover', {'redis_failover_node': f'127.0.0.1:{replica}'}, check=True)
+    # The other question left blank, as AWX sends it: not given.
+    planned = play('failover', {'redis_failover_node': f'127.0.0.1:{replica}', 'redis_failover_master': ''}, check=True)
     assert planned.returncode == 0, planned.output[-3000:]
     assert planned.total('changed') == 1 and f'would promote 127.0.0.1:{replica} in place of 127.0.0.1:{old_master}' in planned.output
     assert topology() == before
@@ -143,7 +159,8 @@ def test_failover_promotes_the_named_replica(deployed):
     assert 'already is a master: nothing to do' in again.output
 
     # Named by its master: the playbook picks the master's replica (another zone) and gives the slots back.
-    back = play('failover', {'redis_failover_master': f'127.0.0.1:{replica}'})
+    back = play('failover', {'redis_failover_master': f'127.0.0.1:{replica}', 'redis_failover_node': None, 'redis_failover_mode': None,
+                             'redis_failover_timeout': ''})
     assert back.returncode == 0, back.output[-3000:]
     assert f'promoted 127.0.0.1:{old_master} in place of 127.0.0.1:{replica}' in back.output
     assert role(old_master) == 'master' and role(replica) == 'slave'
@@ -189,10 +206,30 @@ def test_rolling_restart_loses_no_acknowledged_write(deployed):
     assert ledger.lost() == {}
 
 
+def test_rolling_restart_of_instances_named_in_text(deployed):
+    """redis_rolling_nodes as an AWX text answer: host:port items separated by commas or whitespace, blanks dropped."""
+    replicas = sorted(port for port in PORTS if role(port) == 'slave')
+    run_ids = {port: info(port)['run_id'] for port in PORTS}
+    planned = play('rolling_restart', {'redis_rolling_nodes': f'127.0.0.1:{replicas[0]}, ,\n127.0.0.1:{replicas[1]} ',
+                                       'redis_rolling_failback': '', 'redis_rolling_timeout': None}, check=True)
+    assert planned.returncode == 0, planned.output[-3000:]
+    assert f'2 instance(s) to restart one at a time: 127.0.0.1:{replicas[0]} (replica); 127.0.0.1:{replicas[1]} (replica)' in planned.output
+    assert {port: info(port)['run_id'] for port in PORTS} == run_ids
+
+    result = play('rolling_restart', {'redis_rolling_nodes': f'127.0.0.1:{replicas[0]},', 'redis_rolling_ignore_problems': None})
+    assert result.returncode == 0, result.output[-3000:]
+    assert [port for port in PORTS if info(port)['run_id'] != run_ids[port]] == [replicas[0]]
+
+
 def test_backup_fetches_snapshots_redis_check_rdb_accepts(deployed, tmp_path):
     planned = play('backup', {'redis_backup_dir': str(tmp_path / 'planned')}, check=True)
     assert planned.returncode == 0, planned.output[-3000:]
     assert not (tmp_path / 'planned').exists()
+    # Left blank (AWX): the default, a relative backups/ directory.
+    blank = play('backup', {'redis_backup_dir': '', 'redis_backup_all_nodes': None, 'redis_backup_timeout': ''}, check=True)
+    assert blank.returncode == 0, blank.output[-3000:]
+    default_root = re.search(r'into (/\S+/backups)/[0-9]{8}T[0-9]{6}Z', blank.output)
+    assert default_root and not os.path.exists(default_root.group(1)), blank.output[-3000:]
 
     saves = {port: int(info(port, 'persistence')['rdb_saves']) for port in masters()}
     result = play('backup', {'redis_backup_dir': str(tmp_path / 'backups')})
