@@ -153,12 +153,12 @@ def test_package_method_stops_the_distro_service_and_publishes_facts(workdir, di
     pid = start_packaged_service(workdir)
     planned = role.run(check=True)
     assert_ok(planned)
-    assert planned.changed_tasks() == ['hashslot.redis.redis_install : Stop redis-server (it is running)'], planned.output[-4000:]
+    assert planned.changed_tasks() == ['hashslot.redis.redis_install : Stop the running redis-server'], planned.output[-4000:]
     assert process_alive(pid), 'check mode stopped the packaged service'
 
     first = role.run()
     assert_ok(first)
-    assert first.changed_tasks() == ['hashslot.redis.redis_install : Stop redis-server (it is running)'], first.output[-4000:]
+    assert first.changed_tasks() == ['hashslot.redis.redis_install : Stop the running redis-server'], first.output[-4000:]
     deadline = time.monotonic() + 10
     while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
