@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from typing import Any, Dict, List, Optional
 
 import redis
@@ -156,6 +158,40 @@ class MoleculeCluster:
                 last_error = f' (last error: {exc})'
             time.sleep(interval)
         raise AssertionError(f'{what} not reached within {timeout:.0f} s{last_error}')
+
+
+EXPORTER_PORT = 9121
+
+
+def exporter_target(cluster: MoleculeCluster, host: str, port: int = PORT) -> str:
+    """The URI the redis_exporter role gives an instance of `host` (redis_exporter_redis_host: ansible_host, else the
+    inventory name), the key of its password file and its `instance` label."""
+    scheme = 'rediss' if cluster.secure['tls'] else 'redis'
+    return f"{scheme}://{cluster.host_vars(host).get('ansible_host', host)}:{port}"
+
+
+def exporter_scrape(address: str, target: Optional[str] = None, port: int = EXPORTER_PORT, timeout: float = 10) -> str:
+    """What Prometheus gets from an exporter: /scrape?target=<uri> (multi-target) or /metrics."""
+    path = '/scrape?' + urllib.parse.urlencode({'target': target}) if target else '/metrics'
+    with urllib.request.urlopen(f'http://{address}:{port}{path}', timeout=timeout) as response:
+        return response.read().decode()
+
+
+def metric_samples(text: str, name: str) -> List[tuple]:
+    """The samples of one metric in the text exposition format, as (labels, value) pairs."""
+    samples = []
+    for line in text.splitlines():
+        if not line.startswith(name) or line[len(name):len(name) + 1] not in ('{', ' '):
+            continue
+        labels: Dict[str, str] = {}
+        head, value = line.rsplit(' ', 1)
+        if '{' in head:
+            for pair in head[head.index('{') + 1:head.rindex('}')].split('",'):
+                if '=' in pair:
+                    key, raw = pair.split('=', 1)
+                    labels[key.strip(',')] = raw.strip('"')
+        samples.append((labels, float(value)))
+    return samples
 
 
 def docker(*args: str, check: bool = True) -> str:

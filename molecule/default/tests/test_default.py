@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from containers import PORT, redis_cli_check
+from containers import PORT, exporter_scrape, exporter_target, metric_samples, redis_cli_check
 
 # testinfra runs every test that takes `host` once per inventory host.
 testinfra_hosts = ['redis_cluster']
@@ -128,3 +128,55 @@ def test_clients_need_the_password(cluster):
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
     assert cluster.client(cluster.hosts()[0]).ping()
+
+
+def test_exporter_runs_as_its_own_user_in_place_of_the_package_service(host):
+    service = host.service('redis-exporter')
+    assert service.is_enabled
+    assert service.is_running
+    # Debian's package starts its own exporter on the same port: the role stops and disables it.
+    assert not host.service('prometheus-redis-exporter').is_running
+    assert not host.service('prometheus-redis-exporter').is_enabled
+    processes = host.process.filter(user='redis-exporter')
+    assert processes, 'no process of the redis-exporter user'
+
+
+def test_exporter_binary_from_the_package_or_the_checksummed_archive(host, cluster):
+    name = host.backend.get_hostname()
+    method = cluster.host_vars(name).get('redis_exporter_install_method', 'package')
+    unit = host.file('/etc/systemd/system/redis-exporter.service').content_string
+    if method == 'archive':
+        binary = '/opt/hashslot/redis_exporter/1.45.0/redis_exporter'
+        assert host.file(binary).is_file and host.file(binary).mode & 0o111
+        assert not host.package('prometheus-redis-exporter').is_installed
+    else:
+        binary = '/usr/bin/prometheus-redis-exporter'
+        assert host.package('prometheus-redis-exporter').is_installed
+    assert f'ExecStart={binary}' in unit
+
+
+def test_exporter_password_file_is_readable_by_the_service_only(host, cluster):
+    passwords = host.file('/etc/redis-exporter/passwords.json')
+    assert passwords.user == 'redis-exporter'
+    assert passwords.mode == 0o400, oct(passwords.mode)
+    assert host.file('/etc/redis-exporter').mode & 0o007 == 0
+    # The password is in that file, and nowhere else the exporter reads.
+    assert cluster.password in passwords.content_string
+    assert cluster.password not in host.file('/etc/redis-exporter/redis-exporter.env').content_string
+    assert cluster.password not in host.file('/etc/systemd/system/redis-exporter.service').content_string
+
+
+def test_exporter_reports_every_instance_up_and_the_cluster_ok(cluster):
+    topology = cluster.topology()
+    for name in cluster.hosts():
+        address = cluster.address(name)
+        metrics = exporter_scrape(address, exporter_target(cluster, name))
+        assert metric_samples(metrics, 'redis_up') == [({}, 1.0)], f'{name}: {metric_samples(metrics, "redis_up")}'
+        assert metric_samples(metrics, 'redis_cluster_state') == [({}, 1.0)], name
+        assert metric_samples(metrics, 'redis_cluster_slots_ok') == [({}, 16384.0)], name
+        assert metric_samples(metrics, 'redis_cluster_slots_fail') == [({}, 0.0)], name
+        roles = {labels['role'] for labels, dummy in metric_samples(metrics, 'redis_instance_info')}
+        expected = {'master': 'master', 'replica': 'slave'}[topology[f'{address}:{PORT}']['role']]
+        assert roles == {expected}, f'{name}: exporter says {roles}, CLUSTER NODES says {expected}'
+        # Multi-target mode: /metrics carries the exporter's own metrics, no instance's.
+        assert metric_samples(exporter_scrape(address), 'redis_up') == [], name

@@ -20,7 +20,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from containers import PORT, cli_cluster_check, docker
+from containers import PORT, cli_cluster_check, docker, exporter_scrape, metric_samples
 
 # Debian's valkey-server package with the roles' defaults: units, files and the service user are named `valkey`.
 SERVICE = f'valkey@{PORT}'
@@ -32,6 +32,9 @@ SERVICE = f'valkey@{PORT}'
 DELAYED_RESTART_SECONDS = 20
 DROP_IN = f'/run/systemd/system/{SERVICE}.service.d/hs-failover-delayed-restart.conf'
 REJOIN_TIMEOUT = 90
+# The scrape interval of the configuration playbooks/prometheus_config.yml writes: a failover must show in the
+# metrics of the next scrape.
+SCRAPE_INTERVAL = 15
 POLL_INTERVAL = 0.1
 
 
@@ -153,6 +156,13 @@ def start_ledger(cluster, prefix: str):
     return ledger
 
 
+def exporter_view(address: str) -> Dict[str, Any]:
+    """What the instance's own exporter (per_instance mode: one per instance, the first on 9121) reports of it."""
+    metrics = exporter_scrape(address.split(':')[0])
+    roles = {labels.get('role') for labels, dummy in metric_samples(metrics, 'redis_instance_info')}
+    return {'up': [value for dummy, value in metric_samples(metrics, 'redis_up')], 'roles': roles}
+
+
 def systemctl_show(container: str, *properties: str) -> Dict[str, str]:
     output = docker('exec', container, 'systemctl', 'show', '-p', ','.join(properties), SERVICE)
     return dict(line.split('=', 1) for line in output.splitlines() if '=' in line)
@@ -189,6 +199,14 @@ def test_sigkill_of_a_master_promotes_its_replica_and_the_restarted_server_rejoi
               + (f'{took:.1f} s' if took is not None else f'more than {2 * bound:.0f} s') + f' (bound {bound:.0f} s)')
         assert took is not None and took <= bound, f'{shard["replica"]} not promoted within {bound:.0f} s'
         state['killed'] = shard
+
+        # What Prometheus sees: the killed server's exporter reports it down (its restart is delayed), and the
+        # promoted replica's exporter reports it a master by the next scrape.
+        assert exporter_view(shard['master'])['up'] == [0.0], exporter_view(shard['master'])
+        seen = cluster.wait_for(lambda: exporter_view(shard['replica']) == {'up': [1.0], 'roles': {'master'}},
+                                timeout=SCRAPE_INTERVAL, interval=0.2,
+                                what=f"the exporter of {shard['replica']} reporting role master")
+        print(f"failover: the exporter of {shard['replica']} reported it master {seen:.1f} s after the promotion")
 
         # Restart= (on-failure: a SIGKILL is a failure) brings the server back without anyone starting it.
         cluster.wait_for(lambda: int(systemctl_show(container, 'NRestarts')['NRestarts']) > restarts_before

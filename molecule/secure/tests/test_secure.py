@@ -10,7 +10,7 @@ import time
 import pytest
 import redis
 
-from containers import CommandLines
+from containers import CommandLines, exporter_scrape, exporter_target, metric_samples
 
 testinfra_hosts = ['redis_cluster']
 PORTS = (6379, 6380)
@@ -18,7 +18,8 @@ PORTS = (6379, 6380)
 
 def secrets(cluster):
     first = cluster.host_vars(cluster.hosts()[0])
-    return {name: str(first[name]) for name in ('redis_server_admin_password', 'redis_server_replication_password')} | {
+    names = ('redis_server_admin_password', 'redis_server_replication_password', 'redis_exporter_acl_password')
+    return {name: str(first[name]) for name in names} | {
         f"acl user {user['name']}": str(user['password']) for user in first['redis_server_acl_users']}
 
 
@@ -178,3 +179,29 @@ def test_new_passwords_roll_out_without_a_restart(cluster, converged):
             for user, password in (('app', old_app), (cluster.user, old_admin)):
                 with pytest.raises(redis.AuthenticationError):
                     cluster.client(host, port, username=user, password=password).ping()
+
+
+def test_exporter_logs_in_as_its_own_user_over_tls(cluster, converged):
+    """Each host's exporter reads both instances as hashslot-exporter over TLS; that user reads no key and no config."""
+    for name in cluster.hosts():
+        for port in PORTS:
+            target = exporter_target(cluster, name, port)
+            assert target.startswith('rediss://')
+            metrics = exporter_scrape(cluster.address(name), target)
+            assert metric_samples(metrics, 'redis_up') == [({}, 1.0)], (target, metric_samples(metrics, 'redis_up'))
+            assert metric_samples(metrics, 'redis_cluster_state') == [({}, 1.0)], target
+    password = cluster.host_vars(cluster.hosts()[0])['redis_exporter_acl_password']
+    exporter = cluster.client(cluster.hosts()[0], username='hashslot-exporter', password=password)
+    assert exporter.ping()
+    for forbidden in (lambda: exporter.get('k'), lambda: exporter.config_get('masterauth'), lambda: exporter.acl_list()):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            forbidden()
+
+
+def test_exporter_secrets_are_readable_by_the_service_only(host, converged):
+    for path, mode in (('/etc/redis-exporter/passwords.json', 0o400), ('/etc/redis-exporter/tls/client.key', 0o400),
+                       ('/etc/redis-exporter/tls/client.crt', 0o444)):
+        entry = host.file(path)
+        assert (entry.user, entry.mode) == ('redis-exporter', mode), (path, entry.user, oct(entry.mode))
+    assert host.file('/etc/redis-exporter').mode & stat.S_IRWXO == 0
+    assert host.service('redis-exporter').is_running and host.process.filter(user='redis-exporter')
