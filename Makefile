@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOLECULE_SCENARIOS ?= upgrade scale failover default secure
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test pytest-all lint static static-then-molecule unit integration servers containers exporter-archive molecule venv bench docs clean
+.PHONY: help demo demo-down test pytest-all lint static static-then-molecule unit integration servers promtool containers exporter-archive molecule venv bench docs clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
@@ -21,7 +21,7 @@ help:
 	@echo "make test         lint, release checks, unit tests, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1, molecule scenarios"
 	@echo "make lint         ruff (pep8 at 160 columns, pyflakes)"
 	@echo "make static       release checks: ansible-lint --profile production, the changelog, ansible-test sanity (no ignore file)"
-	@echo "make unit         unit and property tests of the engine only (no server needed)"
+	@echo "make unit         unit and property tests of the engine and the monitoring files (no server needed)"
 	@echo "make integration  integration tests (HASHSLOT_SERVERS=redis-7.0 to run one build)"
 	@echo "make molecule     the container scenarios: $(MOLECULE_SCENARIOS) (docker engine and images made on demand)"
 	@echo "make bench        benchmarks against redis-cli --cluster (prints measured figures)"
@@ -54,10 +54,15 @@ demo-down: venv
 servers:
 	tools/redis-servers ensure
 
+# promtool checks docs/monitoring/ (alert rules and their tests, the generated scrape configuration): taken from
+# Debian's prometheus package, downloaded and unpacked into the cache, never installed (that would start a server).
+promtool:
+	tools/promtool ensure
+
 lint: venv
 	$(BIN)/ruff check .
 
-unit: venv
+unit: venv promtool
 	$(BIN)/python -m pytest tests/unit
 
 integration: venv servers
@@ -96,7 +101,7 @@ static-then-molecule: venv servers containers exporter-archive
 
 TEST_MOLECULE_LANES ?= 1
 
-pytest-all: venv servers
+pytest-all: venv servers promtool
 	$(BIN)/python -m pytest tests/unit tests/integration
 
 bench: venv servers
