@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from containers import PORT, exporter_scrape, exporter_target, metric_samples, redis_cli_check
+from containers import PORT, docker, exporter_scrape, exporter_target, metric_samples, redis_cli_check
 
 # testinfra runs every test that takes `host` once per inventory host.
 testinfra_hosts = ['redis_cluster']
@@ -180,3 +180,19 @@ def test_exporter_reports_every_instance_up_and_the_cluster_ok(cluster):
         assert roles == {expected}, f'{name}: exporter says {roles}, CLUSTER NODES says {expected}'
         # Multi-target mode: /metrics carries the exporter's own metrics, no instance's.
         assert metric_samples(exporter_scrape(address), 'redis_up') == [], name
+
+
+def test_exporter_mode_switch_replaces_the_services(cluster):
+    """per_instance, then back to multi_target (--tags exporter): the other mode's units stop and stay disabled."""
+    hosts = cluster.hosts()
+    for mode, running, stopped in (('per_instance', f'redis-exporter@{PORT}', 'redis-exporter'),
+                                   ('multi_target', 'redis-exporter', f'redis-exporter@{PORT}')):
+        run = cluster.playbook('site.yml', extra_vars={'redis_exporter_mode': mode}, tags='exporter')
+        assert run.returncode == 0, run.output[-6000:]
+        for name in hosts:
+            states = docker('exec', name, 'systemctl', 'is-active', running, stopped, check=False).split()
+            enabled = docker('exec', name, 'systemctl', 'is-enabled', stopped, check=False).split()
+            assert states == ['active', 'inactive'] and enabled != ['enabled'], (name, mode, states, enabled)
+            address = cluster.address(name)
+            target = exporter_target(cluster, name) if mode == 'multi_target' else None
+            assert metric_samples(exporter_scrape(address, target), 'redis_up') == [({}, 1.0)], (name, mode)
