@@ -47,6 +47,15 @@ options:
       - Seconds to wait for a TCP (and TLS) connection to one node.
     type: float
     default: 5.0
+  transient_timeout:
+    description:
+      - Seconds to wait out a node's answers that mean "not now" rather than "no", retrying the refused commands
+        with a short backoff. C(LOADING) (a node loading its data set after a restart, or a replica after a full
+        resynchronisation), C(BUSY) (a script or function running past C(busy-reply-threshold)), C(MASTERDOWN) (a
+        replica whose master link is down) and C(TRYAGAIN) (keys split by a slot migration).
+      - After that the module fails, naming the node and its state.
+    type: float
+    default: 60.0
 requirements:
   - redis (the Python library, redis-py) 4.3 or later, on the host that runs the module
 notes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -23,6 +24,7 @@ REDIS_IMPORT_ERROR: Optional[str] = None
 try:
     from redis.connection import Connection, SSLConnection
     from redis.exceptions import AuthenticationError, ConnectionError as RedisConnectionError, RedisError, ResponseError, TimeoutError as RedisTimeoutError
+    from redis.exceptions import BusyLoadingError
     HAS_REDIS = True
 except ImportError:
     HAS_REDIS = False
@@ -40,6 +42,7 @@ def common_argument_spec() -> Dict[str, Any]:
         client_key=dict(type='path', default=None, no_log=False),
         validate_certs=dict(type='bool', default=True),
         connect_timeout=dict(type='float', default=5.0),
+        transient_timeout=dict(type='float', default=60.0),
     )
 
 
@@ -66,6 +69,7 @@ class ConnectionOptions:
     validate_certs: bool = True
     connect_timeout: float = 5.0
     command_timeout: float = 30.0
+    transient_timeout: float = 60.0
 
     @classmethod
     def from_params(cls, params: Dict[str, Any]) -> 'ConnectionOptions':
@@ -83,6 +87,58 @@ class NodeError(Exception):
         super().__init__(f'{address}: {reason}')
         self.address = address
         self.reason = reason
+
+
+# Error replies that say "not now" rather than "no": the command was not executed and may be sent again. LOADING: the
+# node loads its data set (after a restart, or a replica after a full resynchronisation); BUSY: a script or function
+# runs past busy-reply-threshold; MASTERDOWN: a replica whose master link is down and which serves no stale data;
+# TRYAGAIN: a multi-key command met keys a migration has split. BUSYKEY (MIGRATE's "target key exists") is no such
+# answer: only the first word counts.
+TRANSIENT_ERRORS = {
+    'LOADING': 'loading its data set',
+    'BUSY': 'busy running a script',
+    'MASTERDOWN': 'a replica whose master link is down',
+    'TRYAGAIN': 'in the middle of a slot migration',
+}
+_RETRY_FIRST_SLEEP = 0.02
+_RETRY_MAX_SLEEP = 0.5
+
+
+def transient_state(error: Any) -> Optional[str]:
+    """The transient state an error reply reports (a key of TRANSIENT_ERRORS), or None for anything else.
+
+    redis-py turns some of these replies into exceptions of their own and strips their first word (LOADING becomes a
+    BusyLoadingError, which is a ConnectionError and closes the connection); the others arrive as plain replies.
+    """
+    if not HAS_REDIS or not isinstance(error, RedisError):
+        return None
+    if isinstance(error, BusyLoadingError):
+        return 'LOADING'
+    for state, name in (('TRYAGAIN', 'TryAgainError'), ('MASTERDOWN', 'MasterDownError')):
+        if type(error).__name__ == name:
+            return state
+    if not isinstance(error, ResponseError):
+        return None
+    words = str(error).split(None, 1)
+    return words[0] if words and words[0] in TRANSIENT_ERRORS else None
+
+
+class TransientWait:
+    """Paces retries of commands refused for a transient state, and ends them after `timeout` seconds."""
+
+    def __init__(self, address: str, timeout: float):
+        self.address = address
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.delay = _RETRY_FIRST_SLEEP
+
+    def pause_or_raise(self, what: str, error: BaseException) -> None:
+        if time.monotonic() + self.delay > self.deadline:
+            state = transient_state(error) or ''
+            raise NodeError(self.address, f'{what} still refused after {self.timeout:g}s, the node is {TRANSIENT_ERRORS.get(state, state)} ({state}): '
+                                          f'{error}; wait for it, or raise transient_timeout')
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, _RETRY_MAX_SLEEP)
 
 
 def format_address(host: str, port: int) -> str:
@@ -147,6 +203,7 @@ class NodeClient:
         self.port = port
         self.address = format_address(host, port)
         self.tls = options.tls
+        self.transient_timeout = options.transient_timeout
         kwargs: Dict[str, Any] = dict(
             host=host, port=port,
             username=options.login_user, password=options.login_password,
@@ -168,17 +225,28 @@ class NodeClient:
             self._connection = Connection(**kwargs)
 
     def connect(self) -> None:
-        try:
-            self._connection.connect()
-        except AuthenticationError as exc:
-            raise NodeError(self.address, f'authentication failed ({exc}); check login_user and login_password') from exc
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise NodeError(self.address, self._connect_failure(exc)) from exc
-        except ResponseError as exc:
-            # redis-py before 5 passes a refused AUTH (WRONGPASS) on as a plain error reply.
-            if str(exc).upper().startswith(('WRONGPASS', 'NOAUTH', 'INVALID PASSWORD', 'INVALID USERNAME')):
+        waiting: Optional[TransientWait] = None
+        while True:
+            try:
+                self._connection.connect()
+                return
+            except AuthenticationError as exc:
                 raise NodeError(self.address, f'authentication failed ({exc}); check login_user and login_password') from exc
-            raise NodeError(self.address, f'refused the connection: {exc}') from exc
+            except RedisError as exc:
+                if transient_state(exc) is None:
+                    raise self._connect_error(exc) from exc
+                waiting = waiting or TransientWait(self.address, self.transient_timeout)
+                waiting.pause_or_raise('the connection', exc)
+            except OSError as exc:
+                raise NodeError(self.address, self._connect_failure(exc)) from exc
+
+    def _connect_error(self, exc: BaseException) -> NodeError:
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+            return NodeError(self.address, self._connect_failure(exc))
+        # redis-py before 5 passes a refused AUTH (WRONGPASS) on as a plain error reply.
+        if str(exc).upper().startswith(('WRONGPASS', 'NOAUTH', 'INVALID PASSWORD', 'INVALID USERNAME')):
+            return NodeError(self.address, f'authentication failed ({exc}); check login_user and login_password')
+        return NodeError(self.address, f'refused the connection: {exc}')
 
     def _connect_failure(self, exc: BaseException) -> str:
         # redis-py raises a ConnectionError for everything; the TLS or socket error it replaced tells what to fix.
@@ -200,23 +268,46 @@ class NodeClient:
             sock.settimeout(seconds)
 
     def call(self, *args: Any) -> Any:
-        try:
-            self._connection.send_command(*args)
-            return _decode(self._connection.read_response())
-        except ResponseError as exc:
-            raise NodeError(self.address, f'{_command_name(args)} failed: {exc}') from exc
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise NodeError(self.address, f'{_command_name(args)} failed, node unreachable: {exc}') from exc
-        except RedisError as exc:
-            raise NodeError(self.address, f'{_command_name(args)} failed: {exc}') from exc
+        """One command's decoded reply; a transient refusal (LOADING, BUSY, ...) is retried until transient_timeout."""
+        waiting: Optional[TransientWait] = None
+        while True:
+            try:
+                self._connection.send_command(*args)
+                return _decode(self._connection.read_response())
+            except RedisError as exc:
+                if transient_state(exc) is None:
+                    raise self._command_error(args, exc) from exc
+                waiting = waiting or TransientWait(self.address, self.transient_timeout)
+                waiting.pause_or_raise(_command_name(args), exc)
+            except OSError as exc:
+                raise self._command_error(args, exc) from exc
+
+    def _command_error(self, args: Sequence[Any], exc: BaseException) -> NodeError:
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            return NodeError(self.address, f'{_command_name(args)} failed, node unreachable: {exc}')
+        return NodeError(self.address, f'{_command_name(args)} failed: {exc}')
 
     def pipeline(self, commands: Sequence[Sequence[Any]], decode: bool = True) -> List[Any]:
         """Send every command, then read every reply: one round trip for the lot.
 
         A command that the server rejects yields its ResponseError in the result list instead of
         raising, so callers can tell which of many commands failed; a broken connection raises.
+        Commands refused for a transient state (LOADING, BUSY, ...) were not executed: they alone are
+        sent again, in their order, until they are answered or transient_timeout passes.
         decode=False keeps replies as bytes (key names are binary-safe and must go back unchanged).
         """
+        replies: List[Any] = self._send_pipeline(commands, decode)
+        waiting: Optional[TransientWait] = None
+        while True:
+            pending = [index for index, reply in enumerate(replies) if transient_state(reply) is not None]
+            if not pending:
+                return replies
+            waiting = waiting or TransientWait(self.address, self.transient_timeout)
+            waiting.pause_or_raise(_command_name(commands[pending[0]]), replies[pending[0]])
+            for index, reply in zip(pending, self._send_pipeline([commands[index] for index in pending], decode)):
+                replies[index] = reply
+
+    def _send_pipeline(self, commands: Sequence[Sequence[Any]], decode: bool) -> List[Any]:
         if not commands:
             return []
         replies: List[Any] = []
@@ -228,6 +319,10 @@ class NodeClient:
                     replies.append(_decode(reply) if decode else reply)
                 except ResponseError as exc:
                     replies.append(exc)
+        except BusyLoadingError as exc:
+            # redis-py closed the connection on this reply: the later replies are lost, so those commands count as
+            # refused too and are sent again with it (a loading node runs only commands that are safe to repeat).
+            replies.extend(exc for dummy in commands[len(replies):])
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise NodeError(self.address, f'pipeline of {len(commands)} commands failed, node unreachable: {exc}') from exc
         return replies

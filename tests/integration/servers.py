@@ -111,8 +111,7 @@ class RedisServer:
         return kwargs
 
     def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis(host='127.0.0.1', port=self.port, decode_responses=True, socket_timeout=10,
-                           **{**self.connection_kwargs(), **kwargs})
+        return redis.Redis(host='127.0.0.1', port=self.port, **{'decode_responses': True, 'socket_timeout': 10, **self.connection_kwargs(), **kwargs})
 
     def _tls_args(self) -> List[str]:
         if not self.tls:
@@ -123,7 +122,8 @@ class RedisServer:
             '--tls-ca-cert-file', self.tls['ca'],
         ]
 
-    def start(self, cluster: bool = True) -> None:
+    def start(self, cluster: bool = True, wait_ready: bool = True) -> None:
+        """Start the server; wait until it answers PING, or with wait_ready=False only until its port accepts."""
         args = [
             self.build.server, *self._tls_args(), '--bind', '127.0.0.1', '--dir', self.directory,
             '--daemonize', 'no', '--save', '', '--appendonly', 'no', '--logfile', os.path.join(self.directory, 'server.log'),
@@ -134,6 +134,12 @@ class RedisServer:
             args += [f'--{name}', value]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 20
+        while not wait_ready:
+            if port_serving(self.port):
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f'{self.build.name} on {self.port} did not start: {self.log_tail()}')
+            time.sleep(0.02)
         while True:
             try:
                 # No retries: redis-py retries an AuthenticationError (a ConnectionError) with backoff for seconds.

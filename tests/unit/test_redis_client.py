@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import AuthenticationError, BusyLoadingError, MasterDownError, ResponseError, TryAgainError
 
-from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import ConnectionOptions, NodeClient, NodeError
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import ConnectionOptions, NodeClient, NodeError, transient_state
 
 
 class Refusing:
@@ -32,6 +32,63 @@ def test_a_refused_login_says_authentication_failed_and_names_the_node(error):
 
 def test_another_refusal_is_reported_as_it_is():
     client = NodeClient('10.0.0.5', 6379, ConnectionOptions())
-    client._connection = Refusing(ResponseError('LOADING Redis is loading the dataset in memory'))
-    with pytest.raises(NodeError, match='refused the connection: LOADING'):
+    client._connection = Refusing(ResponseError('ERR max number of clients reached'))
+    with pytest.raises(NodeError, match='refused the connection: ERR max number of clients reached'):
         client.connect()
+
+
+@pytest.mark.parametrize('error, state', [
+    (BusyLoadingError('Redis is loading the dataset in memory'), 'LOADING'),  # redis-py strips the first word
+    (ResponseError('BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.'), 'BUSY'),
+    (TryAgainError('Multiple keys request during rehashing of slot'), 'TRYAGAIN'),
+    (MasterDownError('Link with MASTER is down and replica-serve-stale-data is set to no.'), 'MASTERDOWN'),
+    (ResponseError('BUSYKEY Target key name already exists.'), None),
+    (ResponseError('ERR Target instance replied with error: LOADING Redis is loading'), None),
+    (ResponseError('NOPERM this user has no permissions to run the cluster command'), None),
+    ('LOADING', None),
+])
+def test_transient_states_are_told_from_refusals(error, state):
+    assert transient_state(error) == state
+
+
+class Answering:
+    """A connection that answers each command with the next of `replies` (an exception is raised)."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.sent = []
+
+    def connect(self):
+        pass
+
+    def send_command(self, *args):
+        self.sent.append(args)
+
+    def read_response(self):
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+def test_a_loading_node_is_asked_again_until_it_answers():
+    client = NodeClient('10.0.0.5', 6379, ConnectionOptions())
+    client._connection = Answering([BusyLoadingError('Redis is loading'), BusyLoadingError('Redis is loading'), 42])
+    assert client.call('DBSIZE') == 42
+    assert client._connection.sent == [('DBSIZE',)] * 3
+
+
+def test_a_node_still_loading_at_the_bound_fails_naming_it_and_its_state():
+    client = NodeClient('10.0.0.5', 6379, ConnectionOptions(transient_timeout=0.1))
+    client._connection = Answering([BusyLoadingError('Redis is loading')] * 100)
+    with pytest.raises(NodeError) as raised:
+        client.call('DBSIZE')
+    assert str(raised.value).startswith('10.0.0.5:6379: DBSIZE still refused after 0.1s, the node is loading its data set (LOADING)')
+
+
+def test_a_real_refusal_is_not_retried():
+    client = NodeClient('10.0.0.5', 6379, ConnectionOptions())
+    client._connection = Answering([ResponseError('ERR unknown command'), 1])
+    with pytest.raises(NodeError, match='unknown command'):
+        client.call('NOSUCH')
+    assert len(client._connection.sent) == 1
