@@ -13,12 +13,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOLECULE_SCENARIOS ?= upgrade scale failover default secure
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test pytest-all lint static static-then-molecule unit integration servers promtool containers exporter-archive molecule venv bench docs clean
+.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
 	@echo "make demo-down    stop the demo cluster and delete its data"
+	@echo "make check        the fast loop while working on the code: lint, unit tests, module integration tests on Redis 7.0 (about 5 min)"
 	@echo "make test         lint, release checks, unit tests, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1, molecule scenarios"
+	@echo "make rehearse     CI on a fresh machine: .ci/run in a fresh clone of HEAD with an empty cache directory, timed"
 	@echo "make lint         ruff (pep8 at 160 columns, pyflakes)"
 	@echo "make static       release checks: ansible-lint --profile production, the changelog, ansible-test sanity (no ignore file)"
 	@echo "make unit         unit and property tests of the engine and the monitoring files (no server needed)"
@@ -82,10 +84,43 @@ exporter-archive:
 molecule: venv servers containers exporter-archive
 	tools/molecule-scenarios -j $(MOLECULE_LANES) $(MOLECULE_SCENARIOS)
 
-# The pytest suite and the molecule scenarios run side by side (each mostly waits: on servers, gossip, docker exec,
-# apt), the scenarios in one lane here; --output-sync prints each one's output whole when it ends.
-test: lint venv servers containers
-	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-all static-then-molecule MOLECULE_LANES=$(TEST_MOLECULE_LANES)
+# The pytest suite and the molecule scenarios run side by side in two lanes (each mostly waits: on servers, gossip,
+# docker exec, apt), each lane preparing what it needs first: the pytest lane builds the servers, the molecule lane
+# runs the release checks and makes the container images meanwhile (its scenarios need the servers' tarballs and
+# builds: tools/redis-servers' lock makes them wait for the other lane's build). --output-sync prints each lane's
+# output whole when it ends; tools/test_times.py then prints where the time went, passed or failed.
+TIMES := tests/output/times
+test:
+	@rm -rf $(TIMES) tests/output/pytest.xml tests/output/molecule/*.seconds; mkdir -p $(TIMES)
+	@tools/timed 'lint and venv' $(MAKE) --no-print-directory lint; rc=$$?; \
+	if [ $$rc -eq 0 ]; then \
+	  tools/timed 'both lanes' $(MAKE) --no-print-directory -j2 --output-sync=target pytest-lane molecule-lane \
+	    MOLECULE_LANES=$(TEST_MOLECULE_LANES); rc=$$?; \
+	fi; \
+	$(PYTHON) tools/test_times.py; exit $$rc
+
+pytest-lane: venv
+	@tools/timed 'pytest lane: servers' $(MAKE) --no-print-directory servers promtool
+	@tools/timed 'pytest lane: pytest' $(BIN)/python -m pytest --junitxml=tests/output/pytest.xml tests/unit tests/integration
+
+molecule-lane: venv
+	@tools/timed 'molecule lane: static' $(MAKE) --no-print-directory static
+	@tools/timed 'molecule lane: images' $(MAKE) --no-print-directory containers exporter-archive
+	@tools/timed 'molecule lane: scenarios' $(MAKE) --no-print-directory molecule
+
+# The fast loop while working on the code: lint, the unit tests and the modules' integration tests on Redis 7.0
+# (Debian's package: nothing to build). Roles, playbooks, the artifact and the other builds are make test's.
+CHECK_TESTS ?= $(addprefix tests/integration/test_,acl_file.py cluster_create.py cluster_info.py cluster_node.py \
+	cluster_reshard.py failover.py redis_config.py redis_snapshot.py secrets.py secure_modules.py transient_states.py)
+check: lint venv promtool
+	tools/redis-servers ensure redis-7.0
+	HASHSLOT_SERVERS=redis-7.0 $(BIN)/python -m pytest tests/unit $(CHECK_TESTS)
+
+# What CI does on a machine that has never run it: a fresh clone of HEAD (what is committed), an empty cache
+# directory, CI=true and no standard input; prints the time. The clone and cache stay in REHEARSAL_DIR for a look.
+REHEARSAL_DIR ?= /var/tmp/hashslot-rehearsal
+rehearse:
+	tools/rehearse $(REHEARSAL_DIR)
 
 # What Galaxy and Automation Hub check before they accept a collection. The sanity tests fill their own virtualenvs
 # from the package index (tools/ansible-sanity).
@@ -93,11 +128,6 @@ static: venv
 	$(BIN)/ansible-lint --nocolor
 	$(BIN)/antsibull-changelog lint
 	tools/ansible-sanity
-
-# In `make test` the release checks run in the molecule lane, before the scenarios (the pytest lane is the longer).
-static-then-molecule: venv servers containers exporter-archive
-	$(MAKE) --no-print-directory static
-	$(MAKE) --no-print-directory molecule
 
 TEST_MOLECULE_LANES ?= 1
 
