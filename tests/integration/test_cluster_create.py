@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import time
 
@@ -83,6 +85,7 @@ def _settled_pair(pair) -> bool:
     return len(epochs) == 1 and len(set(next(iter(epochs)))) == 2
 
 
+@pytest.mark.one_build
 def test_bad_input_fails_naming_the_node_and_changes_nothing(build, servers):
     nodes = servers.start(6)
     standalone = servers.start(1, cluster=False)[0]
@@ -115,6 +118,7 @@ def test_bad_input_fails_naming_the_node_and_changes_nothing(build, servers):
     assert raw_command(with_keys, 'DBSIZE') == 1
 
 
+@pytest.mark.one_build
 def test_zones_that_cannot_separate_warn(build, servers):
     nodes = servers.start(6)
     spec = [dict(node.node, zone='a' if index < 4 else 'b') for index, node in enumerate(nodes)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import stat
 import time
@@ -59,6 +61,7 @@ def test_open_slot_and_missing_replica_are_reported(cluster, tmp_path):
     assert {'open_slot', 'node_failed', 'master_without_replica'} <= set(kinds_listed)
 
 
+@pytest.mark.one_build
 def test_replica_in_its_masters_zone_is_reported(cluster):
     zones = {node.address: 'same' for node in cluster}
     result = run_module('redis_cluster_info', node=cluster[0].node, zones=zones)
@@ -66,6 +69,7 @@ def test_replica_in_its_masters_zone_is_reported(cluster):
     assert result['healthy'] is False
 
 
+@pytest.mark.one_build
 def test_report_is_written_once_and_predicted_in_check_mode(cluster, tmp_path):
     zones = {node.address: 'abc'[index % 3] for index, node in enumerate(cluster)}
     page, picture, misplaced = tmp_path / 'cluster.html', tmp_path / 'cluster.svg', tmp_path / 'missing' / 'cluster.html'

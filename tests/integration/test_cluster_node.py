@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import time
 
@@ -56,6 +58,7 @@ def test_add_and_remove_master_and_replica(build, cluster, servers):
         assert not {replica_id, new_master_id} & node_ids(server)
 
 
+@pytest.mark.one_build
 def test_master_with_slots_is_refused(cluster):
     report = run_module('redis_cluster_info', node=cluster[0].node)
     master = next(node for node in report['nodes'] if node['role'] == 'master')
@@ -84,6 +87,7 @@ def test_remove_dead_replica(cluster):
         assert replica['id'] not in node_ids(server)
 
 
+@pytest.mark.one_build
 def test_joining_node_with_keys_is_refused(cluster, servers):
     stranger = servers.start(1, **{'enable-debug-command': 'yes'})[0]
     raw_command(stranger, 'DEBUG', 'POPULATE', '3')

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from load import AckLedger
 from playbook import run_module
 from servers import cluster_nodes_snapshot, raw_command
@@ -42,6 +44,7 @@ def test_failover_under_write_load_loses_no_acknowledged_write(cluster):
     assert again['changed'] is False and again['actions'] == []
 
 
+@pytest.mark.one_build
 def test_failover_refusals(cluster, servers):
     report, dummy = roles(cluster)
     empty_master = servers.start(1)[0]

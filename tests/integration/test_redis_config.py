@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from playbook import run_module
 from servers import raw_command
 
@@ -42,6 +44,7 @@ def test_restart_only_settings_reported_not_changed(build, servers):
     assert config_get(server, 'databases') == databases
 
 
+@pytest.mark.one_build
 def test_unknown_setting_fails_before_any_change(build, servers):
     server, = servers.start(1)
     result = run_module('redis_config', node=server.node, settings={'maxmemory': '16mb', 'no-such-setting': 'yes'})
@@ -50,6 +53,7 @@ def test_unknown_setting_fails_before_any_change(build, servers):
     assert config_get(server, 'maxmemory') == '0'
 
 
+@pytest.mark.one_build
 def test_secret_values_never_shown(build, servers):
     server, = servers.start(1)
     secret = 'config-test-s3cret-value'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 
@@ -36,6 +38,7 @@ def test_snapshot_written_and_valid(build, servers):
     assert int(persistence(server)['rdb_saves']) == saves + 2 and again['last_save_time'] >= taken['last_save_time']
 
 
+@pytest.mark.one_build
 def test_unreachable_node_named(build, servers):
     server, = servers.start(1, cluster=False)
     server.stop()

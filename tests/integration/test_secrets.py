@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from cmdline_sampler import CommandLineSampler
@@ -11,6 +13,7 @@ from servers import raw_command
 PASSWORD = 'hashslot-Secret-4f9a1c'
 
 
+@pytest.mark.one_build
 def test_password_only_reaches_the_nodes(servers):
     nodes = servers.start(6)
     for node in nodes:

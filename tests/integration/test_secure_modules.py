@@ -165,6 +165,7 @@ def test_replica_catches_up_over_tls_as_the_replication_user(secured, formed):
     assert [link['user'] for link in links] == [REPLICATION[0]], links
 
 
+@pytest.mark.one_build
 def test_bad_credentials_fail_naming_the_node_and_change_nothing(secured, formed):
     first = secured.nodes[0]
     before = cluster_nodes_snapshot(secured.nodes)
@@ -188,6 +189,7 @@ def test_bad_credentials_fail_naming_the_node_and_change_nothing(secured, formed
     assert WRONG_PASSWORD not in run.output and WRONG_PASSWORD not in json.dumps(run.results)
 
 
+@pytest.mark.one_build
 def test_no_password_on_any_command_line_in_the_output_or_in_a_result(formed):
     assert formed.sampler.samples > 10 and formed.sampler.hits == []
     results = json.dumps(formed.run.results)
