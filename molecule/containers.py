@@ -218,25 +218,12 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 class PacedLedger(AckLedger):
     """AckLedger writing at most `writes_per_second`.
 
-    An upgrade that compiles a server runs for many minutes: unpaced, the writer would put millions of keys into
-    128 MB instances and make the final read-back of the ledger take longer than the upgrade.
+    An upgrade that compiles a server runs for many minutes: at the default rate, the writer would put millions of
+    keys into 128 MB instances and make the final read-back of the ledger take longer than the upgrade.
     """
 
     def __init__(self, addresses: List[str], writes_per_second: float = 200.0, **kwargs: Any):
-        super().__init__(addresses, **kwargs)
-        self.pause = 1.0 / writes_per_second
-
-    def _client(self):
-        client = super()._client()
-        unpaced_set = client.set
-
-        def paced_set(*args: Any, **kwargs: Any):
-            time.sleep(self.pause)
-            return unpaced_set(*args, **kwargs)
-
-        # Only the writer's SETs are paced; lost() reads back through its own client at full speed.
-        client.set = paced_set
-        return client
+        super().__init__(addresses, rate=writes_per_second, **kwargs)
 
 
 def paced_ledger(cluster: MoleculeCluster, writes_per_second: float = 200.0, **kwargs: Any) -> PacedLedger:

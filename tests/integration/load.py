@@ -13,16 +13,19 @@ from redis.cluster import ClusterNode, RedisCluster
 class AckLedger:
     """Writes ledger:<n> = n in a loop; a write counts only once the cluster acknowledged it.
 
-    Bounded: stops by itself after `max_writes` writes or `max_seconds`, whichever comes first.
+    Bounded: stops by itself after `max_writes` writes or `max_seconds`, whichever comes first. Paced at `rate` writes
+    a second (None: as fast as it can): a thousand a second put hundreds of writes into the slots a reshard or a
+    failover is moving, and leave the machine's cores to the operation under test instead of to the writer.
     """
 
     def __init__(self, addresses: List[str], max_writes: int = 200000, max_seconds: float = 120.0, prefix: str = 'ledger',
-                 password: Optional[str] = None):
+                 password: Optional[str] = None, rate: Optional[float] = 1000.0):
         self.startup = [ClusterNode(*address.rsplit(':', 1)) for address in addresses]
         self.max_writes = max_writes
         self.max_seconds = max_seconds
         self.prefix = prefix
         self.password = password
+        self.rate = rate
         self.acknowledged: Dict[str, str] = {}
         # Writes tried so far: keys <prefix>:0 .. <prefix>:attempted-1 (a failed one may still have landed).
         self.attempted = 0
@@ -35,9 +38,14 @@ class AckLedger:
 
     def _run(self) -> None:
         client = self._client()
-        deadline = time.monotonic() + self.max_seconds
+        started = time.monotonic()
+        deadline = started + self.max_seconds
         number = 0
         while not self._stop.is_set() and number < self.max_writes and time.monotonic() < deadline:
+            if self.rate:
+                ahead = started + number / self.rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
             key = f'{self.prefix}:{number}'
             try:
                 client.set(key, str(number))
