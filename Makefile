@@ -10,7 +10,7 @@ export ANSIBLE_NOCOLOR := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The container scenarios (MOLECULE_SCENARIOS=scale runs one), longest first, dealt into MOLECULE_LANES lanes that
 # run side by side: a scenario mostly waits (docker exec, apt, gossip), so two lanes suit two cores.
-MOLECULE_SCENARIOS ?= upgrade scale failover default secure
+MOLECULE_SCENARIOS ?= default scale failover secure
 MOLECULE_LANES ?= 2
 
 .PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean

@@ -207,7 +207,7 @@ def redis_cli_check(container: str, address: str, password: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Added for molecule/upgrade (the upgrade scenario): a write load that stays small over a long operation, and a
+# Added for the upgrade tests (molecule/default/tests/test_upgrade.py): a write load that stays small over a long operation, and a
 # sampler that watches how many members of each shard are down at once and what the cluster reports meanwhile.
 # ---------------------------------------------------------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""Rolling upgrades with playbooks/upgrade.yml under a write load, on six systemd containers.
+"""Rolling upgrades with playbooks/upgrade.yml under a write load, on the default scenario's six systemd containers.
+
+They run after tests/test_default.py (pytest takes the files in name order), on the cluster it checked.
 
 1. Redis 7.0 (Debian 12's package, as converged) -> Redis 8.0.2 built from source.
 2. Redis 8.0.2 -> Valkey 8.1.1: refused by upgrade.yml before it changes anything. Redis 7.4 and later write RDB
