@@ -8,7 +8,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_NOCOLOR := 1
 # molecule calls ansible-playbook and ansible-config by name: the virtualenv's come first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# The container scenarios (MOLECULE_SCENARIOS=scale runs one), longest first, dealt into MOLECULE_LANES lanes that
+# The container scenarios (MOLECULE_SCENARIOS=scale runs one), longest first, taken in turn by MOLECULE_LANES lanes that
 # run side by side: a scenario mostly waits (docker exec, apt, gossip), so two lanes suit two cores.
 MOLECULE_SCENARIOS ?= default scale failover secure
 MOLECULE_LANES ?= 2
@@ -129,7 +129,7 @@ static: venv
 	$(BIN)/antsibull-changelog lint
 	tools/ansible-sanity
 
-TEST_MOLECULE_LANES ?= 1
+TEST_MOLECULE_LANES ?= 2
 
 pytest-all: venv servers promtool
 	$(BIN)/python -m pytest tests/unit tests/integration
