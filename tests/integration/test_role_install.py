@@ -1,7 +1,8 @@
 """The redis_install role on this machine (Debian 12, root, no systemd), through ansible-playbook.
 
-The source build compiles Valkey 8.1.1 once for the whole module (a few minutes on two cores); the idempotence,
-build_once and check-mode cases reuse that install.
+The source method builds a stand-in source tree once for the whole module (the idempotence, build_once and
+check-mode cases reuse that install); the real Valkey 8.1.1 build, made by tools/redis-servers with the role's make
+flags, reaches the role through its build_once cache.
 """
 
 from __future__ import annotations
@@ -75,11 +76,11 @@ class RoleRun:
             yaml.safe_dump({'all': {'hosts': inventory_hosts}}, handle, sort_keys=False)
 
     def run(self, extra_vars: Optional[Dict[str, Any]] = None, check: bool = False, tags: Optional[str] = None,
-            timeout: float = 900) -> PlaybookRecap:
+            timeout: float = 900, env: Optional[Dict[str, str]] = None) -> PlaybookRecap:
         # 900 s: a compile takes 3-4 minutes on two cores, twice that beside the molecule scenarios.
         for stale in glob.glob(os.path.join(self.facts_dir, '*.json')):
             os.unlink(stale)
-        return run_playbook(self.playbook, self.inventory, extra_vars=extra_vars, check=check, tags=tags, timeout=timeout)
+        return run_playbook(self.playbook, self.inventory, extra_vars=extra_vars, check=check, tags=tags, timeout=timeout, env=env)
 
     def facts(self, host: str) -> Dict[str, str]:
         with open(os.path.join(self.facts_dir, f'{host}.json')) as handle:
@@ -182,12 +183,45 @@ def test_python_client_installed_for_the_system_interpreter(workdir):
 
 
 # ------------------------------------------------------------------------------------------------ source method
+#
+# The role's source path (copy, checksum, unpack, one `make install` run with the role's flags and no inherited
+# MAKEFLAGS, link, facts, idempotence, check mode, build_once) is driven with a source tree whose Makefile installs a
+# stand-in server in a moment: compiling Valkey here again would take minutes for what `make servers` already proves on
+# every fresh machine, since tools/redis-servers builds the same tarball with the role's make flags. The real build
+# reaches the role through its build_once cache (test_build_once_unpacks_a_cached_real_build): it runs and links
+# OpenSSL and libsystemd.
+
+STUB_MAKEFILE = """\
+# A stand-in for Valkey's build: `make install` writes a server that prints Valkey's version line and records the
+# flags it was given, the way the role calls it.
+install:
+\t@test -n "$(PREFIX)"
+\tmkdir -p src $(PREFIX)/bin
+\tprintf '#!/bin/sh\\necho "Valkey server v=8.1.1 sha=00000000:0 malloc=libc bits=64 build=stand-in"\\n' >src/valkey-server
+\tchmod 755 src/valkey-server
+\tcp src/valkey-server $(PREFIX)/bin/valkey-server
+\tcp src/valkey-server $(PREFIX)/bin/valkey-cli
+\techo 'BUILD_TLS=$(BUILD_TLS) USE_SYSTEMD=$(USE_SYSTEMD)' >$(PREFIX)/build-flags
+\techo '$(MAKEFLAGS)' >$(PREFIX)/makeflags
+"""
+
+
+def stub_source_archive(directory: str) -> str:
+    """A tarball shaped like a release (one top directory, named unlike <flavor>-<version>) holding STUB_MAKEFILE."""
+    tree = os.path.join(directory, 'valkey-stand-in-1')
+    os.makedirs(tree)
+    with open(os.path.join(tree, 'Makefile'), 'w') as handle:
+        handle.write(STUB_MAKEFILE)
+    archive = os.path.join(directory, 'valkey-stand-in-1.tar.gz')
+    subprocess.run(['tar', '-C', directory, '-czf', archive, 'valkey-stand-in-1'], check=True)
+    return archive
+
 
 @pytest.fixture(scope='module')
 def valkey_source_install() -> Iterator[Dict[str, Any]]:
-    """Valkey 8.1.1 built from the air-gapped archive into a temporary prefix: the module's one compile."""
+    """"Valkey 8.1.1" built by the role from a source archive on the controller into a temporary prefix."""
     root = tempfile.mkdtemp(prefix='hashslot-install-src-')
-    archive = tarball('valkey-8.1.1')
+    archive = stub_source_archive(root)
     install = {
         'root': root,
         'archive': archive,
@@ -204,14 +238,13 @@ def valkey_source_install() -> Iterator[Dict[str, Any]]:
     }
     install['role'] = RoleRun(os.path.join(root, 'play'), {'builder': {'redis_install_prefix_root': install['prefix_root'],
                                                                        'redis_install_build_dir': install['build_dir']}})
-    started = time.monotonic()
-    install['first'] = install['role'].run(extra_vars=install['vars'])
-    install['seconds'] = time.monotonic() - started
+    # Run from inside a make with output sync, as `make test` runs it: the build must not inherit that MAKEFLAGS.
+    install['first'] = install['role'].run(extra_vars=install['vars'], env={'MAKEFLAGS': ' -Otarget'})
     yield install
     shutil.rmtree(root, ignore_errors=True)
 
 
-def test_source_build_from_archive_with_tls(valkey_source_install):
+def test_source_build_from_archive_with_the_role_flags(valkey_source_install):
     first = valkey_source_install['first']
     assert_ok(first)
     changed = first.changed_tasks()
@@ -224,8 +257,11 @@ def test_source_build_from_archive_with_tls(valkey_source_install):
         'cli_binary': os.path.join(prefix_root, 'valkey', 'bin', 'valkey-cli'), 'installed_version': '8.1.1'}
     version = subprocess.run([server, '--version'], capture_output=True, text=True, check=True).stdout
     assert 'v=8.1.1' in version, version
-    linked = subprocess.run(['ldd', server], capture_output=True, text=True, check=True).stdout
-    assert 'libssl' in linked and 'libsystemd' in linked, linked
+    # One make run with the role's default flags, and none of the calling make's.
+    with open(os.path.join(prefix_root, 'valkey-8.1.1', 'build-flags')) as handle:
+        assert handle.read().split() == ['BUILD_TLS=yes', 'USE_SYSTEMD=yes']
+    with open(os.path.join(prefix_root, 'valkey-8.1.1', 'makeflags')) as handle:
+        assert 'target' not in handle.read(), 'the build inherited the output sync of the make that ran ansible'
     # The unpacked tree is the flavor-version directory whatever the archive's top directory was called.
     assert os.path.exists(os.path.join(valkey_source_install['build_dir'], 'valkey-8.1.1', 'src', 'valkey-server'))
 
@@ -301,10 +337,49 @@ def test_build_once_copies_the_built_binaries(workdir, valkey_source_install):
     assert role.facts('other') == {'bin_dir': os.path.join(other_prefix, 'valkey', 'bin'), 'server_binary': server,
                                    'cli_binary': os.path.join(other_prefix, 'valkey', 'bin', 'valkey-cli'), 'installed_version': '8.1.1'}
     assert role.facts('builder')['installed_version'] == '8.1.1'
-    assert_server_answers(server, os.path.join(other_prefix, 'valkey', 'bin', 'valkey-cli'), workdir)
+    with open(server, 'rb') as copied, open(os.path.join(valkey_source_install['prefix_root'], 'valkey', 'bin', 'valkey-server'), 'rb') as built:
+        assert copied.read() == built.read()
 
     assert_unchanged(role.run(extra_vars=extra))
     assert not os.path.exists(other_build)
+
+
+def role_build_cache() -> str:
+    """The controller cache the molecule scenarios give the role, where tools/redis-servers packs its builds."""
+    return os.path.join(os.environ.get('HASHSLOT_CACHE_DIR') or '/var/cache/hashslot-redis', 'role-builds')
+
+
+def test_build_once_unpacks_a_cached_real_build(workdir):
+    """Valkey 8.1.1 from its real tarball, as tools/redis-servers built it with the role's make flags and packed it
+    into the role's cache: the role finds its build group's archive there and unpacks it, compiling nothing, and the
+    server it installed runs, links OpenSSL (BUILD_TLS) and libsystemd (USE_SYSTEMD) and answers."""
+    archive = tarball('valkey-8.1.1')
+    checksum = sha256_of(archive)
+    cache = os.path.join(workdir, 'controller-cache')
+    os.makedirs(cache)
+    groups = glob.glob(os.path.join(role_build_cache(), f'valkey-8.1.1-debian-12-{os.uname().machine}-*.tar.gz'))
+    if not groups:
+        pytest.fail(f'no Valkey 8.1.1 build in {role_build_cache()}; run `tools/redis-servers ensure valkey-8.1.1` (make test does)')
+    for group in groups:
+        # A copy: the role would write into the cache it is given if it had to build.
+        shutil.copy(group, cache)
+    prefix_root = os.path.join(workdir, 'opt')
+    role = RoleRun(os.path.join(workdir, 'play'), {'host': {'redis_install_prefix_root': prefix_root,
+                                                            'redis_install_build_dir': os.path.join(workdir, 'src')}})
+    extra = {'redis_install_method': 'source', 'redis_install_flavor': 'valkey', 'redis_install_version': '8.1.1',
+             'redis_install_source_archive': archive, 'redis_install_source_checksum': checksum,
+             'redis_install_build_once': True, 'redis_install_controller_cache_dir': cache}
+    first = role.run(extra_vars=extra)
+    assert_ok(first)
+    assert 'hashslot.redis.redis_install : Unpack the group\'s archive into the prefix root' in first.changed_tasks(), first.changed_tasks()
+    assert not any('Compile' in task for task in first.changed_tasks()), first.changed_tasks()
+    assert sorted(os.listdir(cache)) == sorted(os.path.basename(group) for group in groups), 'the role wrote into its cache'
+    server = os.path.join(prefix_root, 'valkey', 'bin', 'valkey-server')
+    assert role.facts('host')['installed_version'] == '8.1.1'
+    linked = subprocess.run(['ldd', server], capture_output=True, text=True, check=True).stdout
+    assert 'libssl' in linked and 'libsystemd' in linked, linked
+    assert_server_answers(server, os.path.join(prefix_root, 'valkey', 'bin', 'valkey-cli'), workdir)
+    assert_unchanged(role.run(extra_vars=extra))
 
 
 def assert_server_answers(server: str, cli: str, directory: str) -> None:
