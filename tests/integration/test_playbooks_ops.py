@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from load import AckLedger
 from servers import port_command, port_serving
 from playbook import run_playbook
 
@@ -186,27 +185,15 @@ def test_rebalance_check_mode_plans_and_writes_nothing(deployed):
     assert topology() == before
 
 
-def test_rolling_restart_loses_no_acknowledged_write(deployed):
+def test_rolling_restart_check_mode_plans_and_restarts_nothing(deployed):
+    """The whole rolling restart under a write ledger, with failback, is molecule/default's (test_upgrade.py: upgrade.yml
+    restarts through the same tasks/rolling_restart.yml on six systemd hosts); here the plan in check mode."""
     run_ids = {port: info(port)['run_id'] for port in PORTS}
-    masters_before = masters()
     planned = play('rolling_restart', {'redis_rolling_failback': True}, check=True)
     assert planned.returncode == 0, planned.output[-3000:]
     assert planned.total('changed') == 1 and '6 instance(s) to restart one at a time' in planned.output
+    assert 'then failed back' in planned.output
     assert {port: info(port)['run_id'] for port in PORTS} == run_ids
-
-    ledger = AckLedger([f'127.0.0.1:{port}' for port in PORTS], max_seconds=400).start()
-    ledger.wait_for_writes(2000)
-    result = play('rolling_restart', {'redis_rolling_failback': True})
-    written = len(ledger.acknowledged)
-    ledger.wait_for_writes(written + 1000)
-    ledger.stop()
-    assert result.returncode == 0, result.output[-5000:]
-
-    restarted = {port: info(port)['run_id'] for port in PORTS}
-    assert all(restarted[port] != run_ids[port] for port in PORTS), 'an instance was not restarted'
-    assert masters() == masters_before, 'with redis_rolling_failback the masters end where they started'
-    assert len(ledger.acknowledged) > 5000
-    assert ledger.lost() == {}
 
 
 def test_rolling_restart_of_instances_named_in_text(deployed):

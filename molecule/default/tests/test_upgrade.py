@@ -8,6 +8,9 @@ They run after tests/test_default.py (pytest takes the files in name order), on 
    primary alike: a node restarted from Redis 8.0.2 onto Valkey never comes back ("Can't handle RDB format version 12").
 3. The cluster is deployed again on Redis 7.0 (teardown.yml, then site.yml as the converge runs it).
 4. Redis 7.0 -> Valkey 8.1.1 built from source; the instances keep their names (redis@6379, /etc/redis, /var/lib/redis).
+   With redis_rolling_failback: each master is failed back once restarted, so the masters end where they started
+   (the rolling restart's own failback, proven here under the same ledger, rather than by a second restart of a
+   local cluster in tests/integration).
 5. Valkey 8.1.1 -> Redis 8.0.2: refused too. Redis 8 sends its cluster's internal secret as cluster bus extension 4,
    which Valkey reads as the node's client IPv4 address, so a mixed cluster announces the Redis 8 nodes at an address
    made of that secret (seen: the first restarted node stayed unreachable for the others).
@@ -31,13 +34,15 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from containers import PORT, AckLedger, PacedLedger, ShardSampler, docker, paced_ledger, unit_down_windows
-from servers import source_tarball  # tests/integration, on the path once containers is imported
+from servers import ensure_build, source_tarball  # tests/integration, on the path once containers is imported
 
 # Each upgrade: fixture name -> (flavor, version, tools/redis-servers name, what the cluster runs before it).
 UPGRADES = {
     'redis8': ('redis', '8.0.2', 'redis-8.0.2', ('redis', '7.0.15')),
     'valkey81': ('valkey', '8.1.1', 'valkey-8.1.1', ('redis', '7.0.15')),
 }
+# The upgrades that run with redis_rolling_failback (the masters end where they started).
+FAILBACK = {'valkey81'}
 # Each refused switch: fixture name -> (upgrade it follows, flavor, version, tools/redis-servers name, how upgrade.yml
 # names the nodes).
 REFUSALS = {
@@ -78,6 +83,8 @@ class UpgradeRecord:
     ledger_keys: int = 0
     keys_before: int = 0
     keys_after: int = 0
+    masters_before: List[str] = field(default_factory=list)
+    masters_after: List[str] = field(default_factory=list)
     servers_before: Dict[str, Dict[str, str]] = field(default_factory=dict)
     servers_after: Dict[str, Dict[str, str]] = field(default_factory=dict)
     executables: Dict[str, str] = field(default_factory=dict)
@@ -178,12 +185,18 @@ def seed(cluster, name: str) -> AckLedger:
 def upgrade(cluster, name: str) -> UpgradeRecord:
     flavor, version, tool_name, dummy = UPGRADES[name]
     record = UpgradeRecord(name, flavor, version)
+    # This machine's build, packed into the controller cache the role reads (make test's pytest lane may still be
+    # making it: this waits for it), so the containers unpack it rather than compile.
+    ensure_build(tool_name)
     extra_vars = upgrade_vars(flavor, version, tool_name)
+    if name in FAILBACK:
+        extra_vars['redis_rolling_failback'] = True
     pattern = os.path.join(build_cache_dir(), f'{flavor}-{version}-*.tar.gz')
     record.archives_before = sorted(glob.glob(pattern))
     seeded = seed(cluster, name)
     record.servers_before = server_info(cluster)
     record.keys_before = cluster.key_count()
+    record.masters_before = cluster.masters()
     prefix = f'load-{name}'
     sampler = ShardSampler(cluster, interval=0.5, timeout=1.0, max_seconds=LOAD_MAX_SECONDS)
     ledger = paced_ledger(cluster, writes_per_second=WRITES_PER_SECOND, max_seconds=LOAD_MAX_SECONDS, max_writes=10 ** 6,
@@ -228,6 +241,7 @@ def read_after(cluster, record: UpgradeRecord, seeded: AckLedger, prefix: str) -
     record.lost = record.ledger.lost()
     record.seed_lost = seeded.lost()
     record.keys_after = cluster.key_count()
+    record.masters_after = cluster.masters()
     record.ledger_keys = count_keys(cluster, f'{prefix}:*')
     record.servers_after = server_info(cluster)
     for host in cluster.hosts():
@@ -351,6 +365,12 @@ def test_every_node_restarted(step):
     assert {address: len(windows) for address, windows in step.down_windows.items()} == dict.fromkeys(step.down_windows, 1), \
         step.down_windows
     assert all(ready != float('inf') for windows in step.down_windows.values() for dummy, ready in windows), step.down_windows
+
+
+def test_masters_end_where_they_started_with_failback(valkey81):
+    assert valkey81.returncode == 0, valkey81.failure_context()
+    assert len(valkey81.masters_before) == 3, valkey81.masters_before
+    assert valkey81.masters_after == valkey81.masters_before, 'with redis_rolling_failback the masters end where they started'
 
 
 def test_no_acknowledged_write_lost(step):
