@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from servers import PortAllocator, ServerFactory, available_builds, wanted_build_names
+from servers import PortAllocator, ServerFactory, available_builds, ensure_build, wanted_build_names
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_create import create_cluster
 from ansible_collections.hashslot.redis.plugins.module_utils.placement import NodeSpec
@@ -23,12 +23,44 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize('build', names, indirect=True, scope='module')
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Tests whose server build is not made yet run last, in the matrix's order, so that on a fresh machine the tests
+    that need none (or Debian's Redis 7.0) run while make test's pytest lane compiles the others in the background.
+    The sort is stable: each file's tests keep their order, and tests of one build stay together."""
+    ready = set(available_builds())
+    wanted = wanted_build_names()
+
+    def rank(item) -> int:
+        names = []
+        callspec = getattr(item, 'callspec', None)
+        if callspec is not None and 'build' in callspec.params:
+            names.append(callspec.params['build'])
+        marker = item.get_closest_marker('needs_build')
+        if marker is not None:
+            names.extend(marker.args)
+        return max((wanted.index(name) + 1 if name in wanted else len(wanted) + 1 for name in names if name not in ready), default=0)
+
+    items.sort(key=rank)
+
+
+@pytest.fixture(autouse=True)
+def needed_builds(request):
+    """A test marked needs_build('valkey-8.1.1') gets that build made (or waits for the run that makes it)."""
+    marker = request.node.get_closest_marker('needs_build')
+    for name in marker.args if marker is not None else ():
+        try:
+            ensure_build(name)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+
+
 @pytest.fixture(scope='module')
 def build(request):
-    builds = available_builds()
-    if request.param not in builds:
-        pytest.fail(f'{request.param} is not installed; run `tools/redis-servers ensure {request.param}` (make test does)')
-    return builds[request.param]
+    try:
+        return ensure_build(request.param)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

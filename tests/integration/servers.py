@@ -37,6 +37,18 @@ def available_builds() -> Dict[str, ServerBuild]:
     return builds
 
 
+def ensure_build(name: str) -> ServerBuild:
+    """The build, made now if it is not yet: `tools/redis-servers ensure NAME`, which waits on the cache lock while
+    another run (make test's pytest lane builds in the background while the tests that need no build run) makes it."""
+    builds = available_builds()
+    if name not in builds:
+        completed = subprocess.run([SERVERS_TOOL, 'ensure', name], capture_output=True, text=True, timeout=3600, check=False)
+        builds = available_builds()
+        if completed.returncode != 0 or name not in builds:
+            raise RuntimeError(f'`tools/redis-servers ensure {name}` failed ({completed.returncode}): {completed.stderr[-2000:]}')
+    return builds[name]
+
+
 def source_tarball(name: str) -> Tuple[str, str]:
     """(path, 'sha256:<digest>') of the upstream source tarball tools/redis-servers keeps (verified when fetched)."""
     completed = subprocess.run([SERVERS_TOOL, 'tarball', name], capture_output=True, text=True, timeout=900, check=False)
@@ -65,19 +77,28 @@ def _port_free(port: int) -> bool:
 
 
 class PortAllocator:
-    """Hands out client ports whose bus port (+10000) is free too."""
+    """Hands out client ports whose bus port (+10000) is free too, in turn over a range: HASHSLOT_TEST_PORTS
+    (START-END, what make test gives each pytest lane, so two lanes never try the same port at once), else
+    21000-29000 from an offset of this process's own."""
 
     def __init__(self, start: int = 21000, end: int = 29000):
-        self.next_port = start + (os.getpid() % 40) * 100
-        self.end = end
+        given = os.environ.get('HASHSLOT_TEST_PORTS', '').strip()
+        if given:
+            start, end = (int(part) for part in given.split('-', 1))
+            self.next_port = start
+        else:
+            self.next_port = start + (os.getpid() % 40) * 100
+        self.start, self.end = start, end
 
     def take(self) -> int:
-        while self.next_port < self.end:
+        for dummy in range(self.end - self.start):
+            if self.next_port >= self.end:
+                self.next_port = self.start
             port = self.next_port
             self.next_port += 1
             if _port_free(port):
                 return port
-        raise RuntimeError('no free loopback ports left for test servers')
+        raise RuntimeError(f'no free loopback ports left for test servers in {self.start}-{self.end}')
 
 
 @dataclass

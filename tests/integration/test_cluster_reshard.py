@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import redis
 import yaml
 from redis.cluster import ClusterNode, RedisCluster
@@ -79,6 +80,7 @@ def test_rebalance_onto_new_master_under_load(build, cluster, servers):
     assert run_module('redis_cluster_reshard', node=cluster[0].node)['changed'] is False
 
 
+@pytest.mark.one_build
 def test_rebalance_right_after_adding_a_master(build, servers):
     # With a 5 s node timeout a new master refuses keys for 5 s after it joins (Redis's rejoin delay),
     # longer than Ansible takes to start the next task.
@@ -199,6 +201,7 @@ def test_fix_repairs_each_half_migrated_state(build, cluster):
         assert check.returncode == 0, (state, check.stdout[-1500:])
 
 
+@pytest.mark.one_build
 def test_thousand_open_slots_are_repaired(build, cluster):
     load_keys(cluster, 30000)
     nodes, dummy = masters(cluster)

@@ -349,6 +349,7 @@ def role_build_cache() -> str:
     return os.path.join(os.environ.get('HASHSLOT_CACHE_DIR') or '/var/cache/hashslot-redis', 'role-builds')
 
 
+@pytest.mark.needs_build('valkey-8.1.1')
 def test_build_once_unpacks_a_cached_real_build(workdir):
     """Valkey 8.1.1 from its real tarball, as tools/redis-servers built it with the role's make flags and packed it
     into the role's cache: the role finds its build group's archive there and unpacks it, compiling nothing, and the
