@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOLECULE_SCENARIOS ?= default scale failover secure
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean
+.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane pytest-roles-lane molecule-lane lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
@@ -53,8 +53,9 @@ demo: venv
 demo-down: venv
 	$(BIN)/ansible-playbook -i inventories/local playbooks/teardown.yml -e hashslot_teardown_confirm=yes
 
+SERVERS ?=
 servers:
-	tools/redis-servers ensure
+	tools/redis-servers ensure $(SERVERS)
 
 # promtool checks docs/monitoring/ (alert rules and their tests, the generated scrape configuration): taken from
 # Debian's prometheus package, downloaded and unpacked into the cache, never installed (that would start a server).
@@ -81,27 +82,45 @@ exporter-archive:
 	tools/exporter-archive ensure >/dev/null
 
 # tools/molecule-scenarios runs them MOLECULE_LANES at a time, each into tests/output/molecule/<scenario>.log.
-molecule: venv servers containers exporter-archive
+# The default scenario's upgrades use this machine's builds (tools/redis-servers ensure, from test_upgrade.py: the
+# pytest lane of make test may still be compiling them, and the scenarios that need none go on meanwhile).
+molecule: venv containers exporter-archive
 	tools/molecule-scenarios -j $(MOLECULE_LANES) $(MOLECULE_SCENARIOS)
 
-# The pytest suite and the molecule scenarios run side by side in two lanes (each mostly waits: on servers, gossip,
-# docker exec, apt), each lane preparing what it needs first: the pytest lane builds the servers, the molecule lane
-# runs the release checks and makes the container images meanwhile (its scenarios need the servers' tarballs and
-# builds: tools/redis-servers' lock makes them wait for the other lane's build). --output-sync prints each lane's
-# output whole when it ends; tools/test_times.py then prints where the time went, passed or failed.
+# Three lanes side by side (each mostly waits: on servers, gossip, docker exec, apt), each preparing what it needs
+# first: the modules lane (unit and module tests, the source builds compiled beside them), the roles lane (roles,
+# playbooks, the artifact on this machine) and the molecule lane (release checks, container images, then the
+# scenarios; the default scenario's upgrades wait on tools/redis-servers' lock for the builds). --output-sync prints
+# each lane's output whole when it ends; tools/test_times.py then prints where the time went, passed or failed.
 TIMES := tests/output/times
 test:
-	@rm -rf $(TIMES) tests/output/pytest.xml tests/output/molecule/*.seconds; mkdir -p $(TIMES)
+	@rm -rf $(TIMES) tests/output/pytest*.xml tests/output/molecule/*.seconds; mkdir -p $(TIMES)
 	@tools/timed 'lint and venv' $(MAKE) --no-print-directory lint; rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
-	  tools/timed 'both lanes' $(MAKE) --no-print-directory -j2 --output-sync=target pytest-lane molecule-lane \
+	  tools/timed 'all lanes' $(MAKE) --no-print-directory -j3 --output-sync=target pytest-lane pytest-roles-lane molecule-lane \
 	    MOLECULE_LANES=$(TEST_MOLECULE_LANES); rc=$$?; \
 	fi; \
 	$(PYTHON) tools/test_times.py; exit $$rc
 
+# Two pytest lanes beside the molecule lane. Each prepares what it needs: Debian's Redis 7.0 (and promtool), then the
+# modules lane compiles the source builds in the background while pytest runs the tests that need none of them
+# (tests/integration/conftest.py sorts those first; a test whose build is not made yet waits for it on
+# tools/redis-servers' lock). The builds' output: tests/output/servers.log. Each lane has its own loopback port range.
+ROLE_TESTS := $(addprefix tests/integration/test_,role_install.py role_tuning.py playbooks_ops.py site_local.py collection_artifact.py)
+MODULE_TESTS := tests/unit $(filter-out $(ROLE_TESTS),$(wildcard tests/integration/test_*.py))
 pytest-lane: venv
-	@tools/timed 'pytest lane: servers' $(MAKE) --no-print-directory servers promtool
-	@tools/timed 'pytest lane: pytest' $(BIN)/python -m pytest --junitxml=tests/output/pytest.xml tests/unit tests/integration
+	@tools/timed 'modules lane: redis 7.0, promtool' $(MAKE) --no-print-directory promtool SERVERS=redis-7.0 servers
+	@mkdir -p tests/output; tools/timed 'modules lane: builds beside pytest' tools/redis-servers ensure >tests/output/servers.log 2>&1 & builds=$$!; \
+	HASHSLOT_TEST_PORTS=21000-25000 tools/timed 'modules lane: pytest' \
+	  $(BIN)/python -m pytest --junitxml=tests/output/pytest-modules.xml $(MODULE_TESTS); rc=$$?; \
+	wait $$builds || { echo 'tools/redis-servers ensure failed; last lines of tests/output/servers.log:'; tail -n 30 tests/output/servers.log; rc=1; }; \
+	exit $$rc
+
+# The roles, playbooks and the artifact on this machine (Debian's Redis 7.0; ports 7000-7007 and 7100-7107).
+pytest-roles-lane: venv
+	@tools/timed 'roles lane: redis 7.0' $(MAKE) --no-print-directory SERVERS=redis-7.0 servers
+	@HASHSLOT_TEST_PORTS=25000-29000 tools/timed 'roles lane: pytest' \
+	  $(BIN)/python -m pytest --junitxml=tests/output/pytest-roles.xml $(ROLE_TESTS)
 
 molecule-lane: venv
 	@tools/timed 'molecule lane: static' $(MAKE) --no-print-directory static
