@@ -37,16 +37,28 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([shutil.which('redis-cli') or '/usr/bin/redis-cli', *args], capture_output=True, text=True, timeout=60, check=False)
 
 
-def teardown() -> None:
-    result = run_playbook('playbooks/teardown.yml', INVENTORY, extra_vars={'hashslot_teardown_confirm': 'yes'})
+ADDED = [{'port': 7006, 'zone': 'a'}, {'port': 7007, 'zone': 'b'}]
+
+
+def teardown(instances=None) -> None:
+    extra_vars = {'hashslot_teardown_confirm': 'yes'}
+    if instances is not None:
+        extra_vars['redis_server_instances'] = instances
+    result = run_playbook('playbooks/teardown.yml', INVENTORY, extra_vars=extra_vars)
     assert result.returncode == 0, result.output[-3000:]
 
 
 @pytest.fixture(scope='module')
 def deployed():
     demo_was_up = any(serving(port) for port in PORTS)
-    if demo_was_up:
+    # Files of an earlier deployment whose daemons are gone (the machine restarted, a run was killed) are a demo too:
+    # its nodes files would bring back that cluster.
+    leftover = any(os.path.exists(f'/etc/redis/redis-{port}.conf') for port in PORTS)
+    if demo_was_up or leftover:
         teardown()
+    if any(os.path.exists(f'/var/lib/redis/{instance["port"]}') for instance in ADDED):
+        # The shard test_new_instances_join_as_shards adds, left by a run that did not get to remove it.
+        teardown(ADDED)
     assert not any(serving(port) for port in PORTS), 'ports 7000-7005 are taken by something other than the demo'
 
     planned = run_playbook('site.yml', INVENTORY, check=True)
@@ -163,7 +175,7 @@ def test_new_instances_join_as_shards(deployed):
     """Two instances added to the inventory: site.yml makes them a new shard (a master with slots, its replica in
     another zone) without losing a key."""
     base = yaml.safe_load(open(os.path.join(REPO, INVENTORY, 'group_vars', 'redis_cluster.yml')))['redis_server_instances']
-    added = [{'port': 7006, 'zone': 'a'}, {'port': 7007, 'zone': 'b'}]
+    added = ADDED
     grown = {'redis_server_instances': base + added}
     zones = {**ZONES, **{instance['port']: instance['zone'] for instance in added}}
 
