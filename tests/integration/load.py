@@ -14,12 +14,14 @@ class AckLedger:
     """Writes ledger:<n> = n in a loop; a write counts only once the cluster acknowledged it.
 
     Bounded: stops by itself after `max_writes` writes or `max_seconds`, whichever comes first. Paced at `rate` writes
-    a second (None: as fast as it can): a thousand a second put hundreds of writes into the slots a reshard or a
-    failover is moving, and leave the machine's cores to the operation under test instead of to the writer.
+    a second (None: as fast as it can): 250 a second put dozens of writes into the slots a reshard or a failover is
+    moving, and leave the machine's cores to the operation under test. A writer costs CPU for as long as it runs and
+    every key it writes is one more for a reshard to move: on a busy machine a faster one slows the operation it
+    watches, which then runs longer under it.
     """
 
     def __init__(self, addresses: List[str], max_writes: int = 200000, max_seconds: float = 120.0, prefix: str = 'ledger',
-                 password: Optional[str] = None, rate: Optional[float] = 1000.0):
+                 password: Optional[str] = None, rate: Optional[float] = 250.0):
         self.startup = [ClusterNode(*address.rsplit(':', 1)) for address in addresses]
         self.max_writes = max_writes
         self.max_seconds = max_seconds
