@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOLECULE_SCENARIOS ?= default scale failover secure
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane pytest-roles-lane molecule-lane lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean
+.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
@@ -87,40 +87,32 @@ exporter-archive:
 molecule: venv containers exporter-archive
 	tools/molecule-scenarios -j $(MOLECULE_LANES) $(MOLECULE_SCENARIOS)
 
-# Three lanes side by side (each mostly waits: on servers, gossip, docker exec, apt), each preparing what it needs
-# first: the modules lane (unit and module tests, the source builds compiled beside them), the roles lane (roles,
-# playbooks, the artifact on this machine) and the molecule lane (release checks, container images, then the
-# scenarios; the default scenario's upgrades wait on tools/redis-servers' lock for the builds). --output-sync prints
-# each lane's output whole when it ends; tools/test_times.py then prints where the time went, passed or failed.
+# Two lanes side by side (each mostly waits: on servers, gossip, docker exec, apt), each preparing what it needs
+# first: the pytest lane (the source builds compiled beside its first tests) and the molecule lane (release checks,
+# container images, then the scenarios; the default scenario's upgrades wait on tools/redis-servers' lock for the
+# builds). --output-sync prints each lane's output whole when it ends; tools/test_times.py then prints where the time
+# went, passed or failed.
 TIMES := tests/output/times
 test:
 	@rm -rf $(TIMES) tests/output/pytest*.xml tests/output/molecule/*.seconds; mkdir -p $(TIMES)
 	@tools/timed 'lint and venv' $(MAKE) --no-print-directory lint; rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
-	  tools/timed 'all lanes' $(MAKE) --no-print-directory -j3 --output-sync=target pytest-lane pytest-roles-lane molecule-lane \
+	  tools/timed 'both lanes' $(MAKE) --no-print-directory -j2 --output-sync=target pytest-lane molecule-lane \
 	    MOLECULE_LANES=$(TEST_MOLECULE_LANES); rc=$$?; \
 	fi; \
 	$(PYTHON) tools/test_times.py; exit $$rc
 
-# Two pytest lanes beside the molecule lane. Each prepares what it needs: Debian's Redis 7.0 (and promtool), then the
-# modules lane compiles the source builds in the background while pytest runs the tests that need none of them
-# (tests/integration/conftest.py sorts those first; a test whose build is not made yet waits for it on
-# tools/redis-servers' lock). The builds' output: tests/output/servers.log. Each lane has its own loopback port range.
-ROLE_TESTS := $(addprefix tests/integration/test_,role_install.py role_tuning.py playbooks_ops.py site_local.py collection_artifact.py)
-MODULE_TESTS := tests/unit $(filter-out $(ROLE_TESTS),$(wildcard tests/integration/test_*.py))
+# The pytest lane beside the molecule lane: Debian's Redis 7.0 and promtool first, then the source builds compile in
+# the background while pytest runs the tests that need none of them (tests/integration/conftest.py sorts those
+# first: unit, Redis 7.0, roles, playbooks; a test whose build is not made yet waits for it on tools/redis-servers'
+# lock). The builds' output: tests/output/servers.log. One pytest lane, not two: the machine's two cores are the
+# limit (a rehearsal with the roles and playbooks in a lane of their own starved the molecule lane: docs/testing.md).
 pytest-lane: venv
-	@tools/timed 'modules lane: redis 7.0, promtool' $(MAKE) --no-print-directory promtool SERVERS=redis-7.0 servers
-	@mkdir -p tests/output; tools/timed 'modules lane: builds beside pytest' tools/redis-servers ensure >tests/output/servers.log 2>&1 & builds=$$!; \
-	HASHSLOT_TEST_PORTS=21000-25000 tools/timed 'modules lane: pytest' \
-	  $(BIN)/python -m pytest --junitxml=tests/output/pytest-modules.xml $(MODULE_TESTS); rc=$$?; \
+	@tools/timed 'pytest lane: redis 7.0, promtool' $(MAKE) --no-print-directory promtool SERVERS=redis-7.0 servers
+	@mkdir -p tests/output; tools/timed 'pytest lane: builds beside pytest' tools/redis-servers ensure >tests/output/servers.log 2>&1 & builds=$$!; \
+	tools/timed 'pytest lane: pytest' $(BIN)/python -m pytest --junitxml=tests/output/pytest.xml tests/unit tests/integration; rc=$$?; \
 	wait $$builds || { echo 'tools/redis-servers ensure failed; last lines of tests/output/servers.log:'; tail -n 30 tests/output/servers.log; rc=1; }; \
 	exit $$rc
-
-# The roles, playbooks and the artifact on this machine (Debian's Redis 7.0; ports 7000-7007 and 7100-7107).
-pytest-roles-lane: venv
-	@tools/timed 'roles lane: redis 7.0' $(MAKE) --no-print-directory SERVERS=redis-7.0 servers
-	@HASHSLOT_TEST_PORTS=25000-29000 tools/timed 'roles lane: pytest' \
-	  $(BIN)/python -m pytest --junitxml=tests/output/pytest-roles.xml $(ROLE_TESTS)
 
 molecule-lane: venv
 	@tools/timed 'molecule lane: static' $(MAKE) --no-print-directory static
