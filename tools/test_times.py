@@ -1,14 +1,13 @@
 """Where `make test`'s time went: its phases, each molecule scenario, the pytest files and the slowest tests.
 
 Reads what the run left in tests/output: times/phases.tsv (tools/timed), molecule/<scenario>.seconds
-(tools/molecule-scenarios) and pytest*.xml (the JUnit report of each pytest lane). Prints a table; never fails the run.
+(tools/molecule-scenarios) and pytest.xml (pytest's JUnit report). Prints a table; never fails the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import glob
 import os
 import sys
 from xml.etree import ElementTree
@@ -72,7 +71,7 @@ def main() -> int:
         lines.append('  molecule scenarios:')
         for name, seconds, rc in sorted(scenarios, key=lambda item: -item[1]):
             lines.append(f'    {name:<32} {minutes(seconds)}{"" if rc == "0" else f"  (exit {rc})"}')
-    tests = [test for path in sorted(glob.glob(os.path.join(args.output, 'pytest*.xml'))) for test in read_tests(path)]
+    tests = read_tests(os.path.join(args.output, 'pytest.xml'))
     if tests:
         by_file = collections.Counter()
         counts = collections.Counter()

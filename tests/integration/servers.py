@@ -77,28 +77,19 @@ def _port_free(port: int) -> bool:
 
 
 class PortAllocator:
-    """Hands out client ports whose bus port (+10000) is free too, in turn over a range: HASHSLOT_TEST_PORTS
-    (START-END, what make test gives each pytest lane, so two lanes never try the same port at once), else
-    21000-29000 from an offset of this process's own."""
+    """Hands out client ports whose bus port (+10000) is free too."""
 
     def __init__(self, start: int = 21000, end: int = 29000):
-        given = os.environ.get('HASHSLOT_TEST_PORTS', '').strip()
-        if given:
-            start, end = (int(part) for part in given.split('-', 1))
-            self.next_port = start
-        else:
-            self.next_port = start + (os.getpid() % 40) * 100
-        self.start, self.end = start, end
+        self.next_port = start + (os.getpid() % 40) * 100
+        self.end = end
 
     def take(self) -> int:
-        for dummy in range(self.end - self.start):
-            if self.next_port >= self.end:
-                self.next_port = self.start
+        while self.next_port < self.end:
             port = self.next_port
             self.next_port += 1
             if _port_free(port):
                 return port
-        raise RuntimeError(f'no free loopback ports left for test servers in {self.start}-{self.end}')
+        raise RuntimeError('no free loopback ports left for test servers')
 
 
 @dataclass
