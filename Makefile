@@ -18,7 +18,7 @@ MOLECULE_LANES ?= 2
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
 	@echo "make demo-down    stop the demo cluster and delete its data"
-	@echo "make check        the fast loop while working on the code: lint, unit tests, module integration tests on Redis 7.0 (about 5 min)"
+	@echo "make check        the fast loop while working on the code: lint, unit tests, module integration tests on Redis 7.0 (about 9 min)"
 	@echo "make test         lint, release checks, unit tests, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1, molecule scenarios"
 	@echo "make rehearse     CI on a fresh machine: .ci/run in a fresh clone of HEAD with an empty cache directory, timed"
 	@echo "make lint         ruff (pep8 at 160 columns, pyflakes)"
