@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
 
 from load import AckLedger  # noqa: E402  (the integration tests' writer and its ledger)
 from playbook import PlaybookRecap, run_playbook, run_tasks  # noqa: E402
+from servers import source_tarball  # noqa: E402
 
 PORT = 6379
 
@@ -158,6 +159,13 @@ class MoleculeCluster:
                 last_error = f' (last error: {exc})'
             time.sleep(interval)
         raise AssertionError(f'{what} not reached within {timeout:.0f} s{last_error}')
+
+
+def upgrade_vars(flavor: str, version: str, tool_name: str) -> Dict[str, str]:
+    """upgrade.yml's extra variables for a source build of tools/redis-servers' NAME (its tarball from the controller)."""
+    archive, checksum = source_tarball(tool_name)
+    return {'redis_install_flavor': flavor, 'redis_install_method': 'source', 'redis_install_version': version,
+            'redis_install_source_archive': archive, 'redis_install_source_checksum': checksum}
 
 
 EXPORTER_PORT = 9121
@@ -387,13 +395,17 @@ def cli_cluster_check(container: str, address: str, password: str, cli: str = 'r
 # --- secure scenario: every command line on the controller and in the containers, while a playbook runs ---------
 
 # Runs inside a container (its text carries no secret): the distinct command lines of every process, every 20 ms,
-# into /run/hs-cmdlines.txt until /run/hs-cmdlines.stop appears (or 30 minutes pass).
+# into /run/hs-cmdlines.txt until /run/hs-cmdlines.stop appears (or 30 minutes pass). A process is read at every sample
+# for its first 2 s (its command line may change when it execs) and every 50th sample after that: reading every
+# /proc/<pid>/cmdline every 20 ms cost a good part of a core, taken from the playbook under test.
 _CONTAINER_SAMPLER = r"""
 import os, time
-seen, samples, deadline = set(), 0, time.time() + 1800
+seen, first_seen, samples, deadline = set(), {}, 0, time.time() + 1800
 while not os.path.exists('/run/hs-cmdlines.stop') and time.time() < deadline:
-    for pid in os.listdir('/proc'):
-        if pid.isdigit():
+    now, pids = time.monotonic(), [pid for pid in os.listdir('/proc') if pid.isdigit()]
+    first_seen = {pid: first_seen.get(pid, now) for pid in pids}
+    for pid in pids:
+        if now - first_seen[pid] < 2 or samples % 50 == 0:
             try:
                 seen.add(open('/proc/%s/cmdline' % pid, 'rb').read().replace(b'\0', b' ').decode('utf-8', 'replace'))
             except OSError:
@@ -419,9 +431,14 @@ class CommandLines:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        # As the container sampler: each process at every sample for its first 2 s, every 50th sample after that.
+        first_seen: Dict[str, float] = {}
         while not self._stop.is_set():
-            for pid in os.listdir('/proc'):
-                if pid.isdigit():
+            now = time.monotonic()
+            pids = [pid for pid in os.listdir('/proc') if pid.isdigit()]
+            first_seen = {pid: first_seen.get(pid, now) for pid in pids}
+            for pid in pids:
+                if now - first_seen[pid] < 2 or self.samples % 50 == 0:
                     try:
                         with open(f'/proc/{pid}/cmdline', 'rb') as handle:
                             self.controller.add(handle.read().replace(b'\0', b' ').decode('utf-8', 'replace'))

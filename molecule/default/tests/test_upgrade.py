@@ -1,21 +1,21 @@
-"""Rolling upgrades with playbooks/upgrade.yml under a write load, on the default scenario's six systemd containers.
+"""A rolling upgrade with playbooks/upgrade.yml under a write load, on the default scenario's six systemd containers.
 
-They run after tests/test_default.py (pytest takes the files in name order), on the cluster it checked.
+It runs after tests/test_default.py (pytest takes the files in name order), on the cluster it checked.
 
-1. Redis 7.0 (Debian 12's package, as converged) -> Redis 8.0.2 built from source.
-2. Redis 8.0.2 -> Valkey 8.1.1: refused by upgrade.yml before it changes anything. Redis 7.4 and later write RDB
-   format 12, which Valkey 8.1 refuses as a foreign format (src/rdb.h reserves 12-79), in its own files and from a
-   primary alike: a node restarted from Redis 8.0.2 onto Valkey never comes back ("Can't handle RDB format version 12").
-3. The cluster is deployed again on Redis 7.0 (teardown.yml, then site.yml as the converge runs it).
-4. Redis 7.0 -> Valkey 8.1.1 built from source; the instances keep their names (redis@6379, /etc/redis, /var/lib/redis).
-   With redis_rolling_failback: each master is failed back once restarted, so the masters end where they started
-   (the rolling restart's own failback, proven here under the same ledger, rather than by a second restart of a
-   local cluster in tests/integration).
-5. Valkey 8.1.1 -> Redis 8.0.2: refused too. Redis 8 sends its cluster's internal secret as cluster bus extension 4,
-   which Valkey reads as the node's client IPv4 address, so a mixed cluster announces the Redis 8 nodes at an address
-   made of that secret (seen: the first restarted node stayed unreachable for the others).
+1. Redis 7.0 (Debian 12's package, as converged) -> Valkey 8.1.1 built from source; the instances keep their names
+   (redis@6379, /etc/redis, /var/lib/redis). With redis_rolling_failback: each master is failed back once restarted,
+   so the masters end where they started (the rolling restart's own failback, proven here under the ledger).
+2. Valkey 8.1.1 -> Redis 8.0.2: refused by upgrade.yml before it changes anything. Redis 8 sends its cluster's internal
+   secret as cluster bus extension 4, which Valkey reads as the node's client IPv4 address, so a mixed cluster
+   announces the Redis 8 nodes at an address made of that secret (seen: the first restarted node stayed unreachable
+   for the others).
 
-Each upgrade runs once (a module fixture) while a paced ledger writer and a shard sampler run: no acknowledged write
+The other refused switch, Redis 8.0 -> Valkey 8.1 (Redis 7.4 and later write RDB format 12, which Valkey 8.1 refuses),
+is shown on the scale scenario's cluster, which runs Debian 13's Redis 8.0.2 (molecule/scale/tests/test_scale.py). An
+upgrade within Redis (7.0 -> 8.0.2) runs the same playbook, the same install and the same restarts as this one, less
+the change of flavor; it ran here too until 2026-12-03, at the price of a second deployment of the scenario.
+
+The upgrade runs once (a module fixture) while a paced ledger writer and a shard sampler run: no acknowledged write
 lost, never two nodes of a shard down, cluster_state ok throughout. What the tests assert is recorded right after
 that upgrade, so the order in which pytest runs the tests does not matter. The source tarballs come from the
 controller (tools/redis-servers keeps them: the air-gapped path); with the base config's redis_install_build_once one
@@ -33,12 +33,11 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from containers import PORT, AckLedger, PacedLedger, ShardSampler, docker, paced_ledger, unit_down_windows
-from servers import ensure_build, source_tarball  # tests/integration, on the path once containers is imported
+from containers import PORT, AckLedger, PacedLedger, ShardSampler, docker, paced_ledger, unit_down_windows, upgrade_vars
+from servers import ensure_build  # tests/integration, on the path once containers is imported
 
 # Each upgrade: fixture name -> (flavor, version, tools/redis-servers name, what the cluster runs before it).
 UPGRADES = {
-    'redis8': ('redis', '8.0.2', 'redis-8.0.2', ('redis', '7.0.15')),
     'valkey81': ('valkey', '8.1.1', 'valkey-8.1.1', ('redis', '7.0.15')),
 }
 # The upgrades that run with redis_rolling_failback (the masters end where they started).
@@ -46,7 +45,6 @@ FAILBACK = {'valkey81'}
 # Each refused switch: fixture name -> (upgrade it follows, flavor, version, tools/redis-servers name, how upgrade.yml
 # names the nodes).
 REFUSALS = {
-    'valkey_after_redis8': ('redis8', 'valkey', '8.1.1', 'valkey-8.1.1', 'runs Redis 8.0.2'),
     'redis8_after_valkey': ('valkey81', 'redis', '8.0.2', 'redis-8.0.2', 'runs Valkey 8.1.1'),
 }
 SEED_KEYS = 2000
@@ -113,12 +111,6 @@ class RefusalRecord:
     servers_before: Dict[str, Dict[str, str]]
     servers_after: Dict[str, Dict[str, str]]
     units: Dict[str, Dict[str, str]]
-
-
-def upgrade_vars(flavor: str, version: str, tool_name: str) -> Dict[str, str]:
-    archive, checksum = source_tarball(tool_name)
-    return {'redis_install_flavor': flavor, 'redis_install_method': 'source', 'redis_install_version': version,
-            'redis_install_source_archive': archive, 'redis_install_source_checksum': checksum}
 
 
 def build_cache_dir() -> str:
@@ -270,31 +262,7 @@ def refuse(cluster, name: str, after: UpgradeRecord) -> RefusalRecord:
 
 
 @pytest.fixture(scope='module')
-def redis8(cluster) -> UpgradeRecord:
-    return upgrade(cluster, 'redis8')
-
-
-@pytest.fixture(scope='module')
-def valkey_after_redis8(cluster, redis8) -> RefusalRecord:
-    return refuse(cluster, 'valkey_after_redis8', redis8)
-
-
-@pytest.fixture(scope='module')
-def redeployed(cluster, valkey_after_redis8) -> Dict[str, tuple]:
-    """A fresh Redis 7.0 cluster on the same containers: teardown.yml, then site.yml as the converge runs it."""
-    started = time.monotonic()
-    teardown = cluster.playbook('playbooks/teardown.yml', extra_vars={'hashslot_teardown_confirm': 'yes'})
-    assert teardown.returncode == 0, teardown.output[-3000:]
-    site = cluster.playbook('site.yml')
-    assert site.returncode == 0, site.output[-3000:]
-    settle(cluster)
-    print(f'\n[deployed again on Redis 7.0] {time.monotonic() - started:.0f} s')
-    return running(server_info(cluster))
-
-
-@pytest.fixture(scope='module')
-def valkey81(cluster, redeployed) -> UpgradeRecord:
-    assert set(redeployed.values()) == {('redis', '7.0.15')}, redeployed
+def valkey81(cluster) -> UpgradeRecord:
     return upgrade(cluster, 'valkey81')
 
 
