@@ -77,16 +77,25 @@ def _port_free(port: int) -> bool:
 
 
 class PortAllocator:
-    """Hands out client ports whose bus port (+10000) is free too."""
+    """Hands out client ports whose bus port (+10000) is free too.
+
+    Under pytest-xdist (`make check` runs three workers) worker N of M takes only the ports start + N, start + N + M,
+    ...: the workers' ports never meet, so none can take a port another probed free a moment before."""
 
     def __init__(self, start: int = 21000, end: int = 29000):
-        self.next_port = start + (os.getpid() % 40) * 100
+        worker = os.environ.get('PYTEST_XDIST_WORKER', '')
+        if worker.startswith('gw'):
+            self.step = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+            self.next_port = start + int(worker[2:])
+        else:
+            self.step = 1
+            self.next_port = start + (os.getpid() % 40) * 100
         self.end = end
 
     def take(self) -> int:
         while self.next_port < self.end:
             port = self.next_port
-            self.next_port += 1
+            self.next_port += self.step
             if _port_free(port):
                 return port
         raise RuntimeError('no free loopback ports left for test servers')
