@@ -42,26 +42,7 @@ def pytest_collection_modifyitems(items):
         return max((wanted.index(name) + 1 if name in wanted else len(wanted) + 1 for name in names if name not in ready), default=0)
 
     items.sort(key=rank)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
 
-
-# Tests that change this machine (apt, /etc/redis, the kernel settings, the demo's ports, the Galaxy artifact in
-# tests/output): under pytest-xdist they all run in one worker, one after the other.
-MACHINE_FILES = {'test_site_local.py', 'test_playbooks_ops.py', 'test_role_install.py', 'test_role_tuning.py',
-                 'test_collection_artifact.py'}
-
-
-def xdist_group(item) -> str:
-    """The unit pytest-xdist hands to one worker (`--dist loadgroup`): the machine's tests together, otherwise a file on
-    one build (its module fixtures, such as a cluster, are made once in that worker). The groups keep the order of the
-    sort above, so the groups of a build not made yet are handed out last."""
-    name = item.path.name
-    if name in MACHINE_FILES:
-        return 'machine'
-    callspec = getattr(item, 'callspec', None)
-    build = callspec.params.get('build') if callspec is not None else None
-    return f'{name}[{build}]' if build else name
 
 
 @pytest.fixture(autouse=True)
