@@ -168,6 +168,17 @@ def upgrade_vars(flavor: str, version: str, tool_name: str) -> Dict[str, str]:
             'redis_install_source_archive': archive, 'redis_install_source_checksum': checksum}
 
 
+def assert_switch_refused(cluster: MoleculeCluster, recap: PlaybookRecap, named: str) -> None:
+    """upgrade.yml stopped in its checks, naming every node of the cluster ('<address> runs Redis 8.0.2'), with no
+    task changed."""
+    tail = '\n'.join(recap.output.splitlines()[-40:])
+    assert recap.returncode != 0, tail
+    assert 'Refusing the upgrade, nothing was changed' in recap.output, tail
+    for host in cluster.hosts():
+        assert f'{cluster.address(host)}:{PORT} {named}' in recap.output, (host, tail)
+    assert recap.total('changed') == 0, recap.changed_tasks()
+
+
 EXPORTER_PORT = 9121
 
 

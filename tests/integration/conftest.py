@@ -44,7 +44,6 @@ def pytest_collection_modifyitems(items):
     items.sort(key=rank)
 
 
-
 @pytest.fixture(autouse=True)
 def needed_builds(request):
     """A test marked needs_build('valkey-8.1.1') gets that build made (or waits for the run that makes it)."""
