@@ -188,7 +188,10 @@ def layout_of_view(view: ClusterView, zones: Optional[Dict[str, str]] = None) ->
 
 
 def discover(pool: NodePool, seed_host: str, seed_port: int) -> Tuple[NodeState, Dict[str, NodeState], Dict[str, str]]:
-    """Read the seed, then every member it knows; unreachable members are reported, not raised."""
+    """Read the seed, then every member it knows; unreachable members are reported, not raised. A member that answers
+    but is still in a transient state (LOADING, BUSY ...) when transient_timeout runs out is raised, naming it and its
+    state: it is alive, even when the others flag it fail (a restarted replica loading a large data set may be), and
+    an operation that went on without it would leave it out of what every member must see (a CLUSTER FORGET)."""
     seed_client = pool.get(seed_host, seed_port)
     seed = read_node(seed_client)
     states: Dict[str, NodeState] = {seed.address: seed}
@@ -199,5 +202,7 @@ def discover(pool: NodePool, seed_host: str, seed_port: int) -> Tuple[NodeState,
         try:
             states[node.address] = read_node(pool.get(node.host, node.port))
         except NodeError as exc:
+            if exc.state:
+                raise
             unreachable[node.address] = exc.reason
     return seed, states, unreachable

@@ -83,10 +83,13 @@ class ConnectionOptions:
 class NodeError(Exception):
     """A node could not be reached or answered with an error; names the node."""
 
-    def __init__(self, address: str, reason: str):
+    def __init__(self, address: str, reason: str, state: Optional[str] = None):
         super().__init__(f'{address}: {reason}')
         self.address = address
         self.reason = reason
+        # The transient state (a key of TRANSIENT_ERRORS) the node still answered with when transient_timeout ran out:
+        # the node is alive, only not ready.
+        self.state = state
 
 
 # Error replies that say "not now" rather than "no": the command was not executed and may be sent again. LOADING: the
@@ -136,7 +139,7 @@ class TransientWait:
         if time.monotonic() + self.delay > self.deadline:
             state = transient_state(error) or ''
             raise NodeError(self.address, f'{what} still refused after {self.timeout:g}s, the node is {TRANSIENT_ERRORS.get(state, state)} ({state}): '
-                                          f'{error}; wait for it, or raise transient_timeout')
+                                          f'{error}; wait for it, or raise transient_timeout', state=state or None)
         time.sleep(self.delay)
         self.delay = min(self.delay * 2, _RETRY_MAX_SLEEP)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.exceptions import AuthenticationError, BusyLoadingError, MasterDownError, ResponseError, TryAgainError
 
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster import discover
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import ConnectionOptions, NodeClient, NodeError, transient_state
 
 
@@ -92,3 +93,52 @@ def test_a_real_refusal_is_not_retried():
     with pytest.raises(NodeError, match='unknown command'):
         client.call('NOSUCH')
     assert len(client._connection.sent) == 1
+
+
+class MemberPool:
+    """NodePool stand-in: each address answers with its own NodeClient over a scripted connection."""
+
+    def __init__(self, connections):
+        self.connections = connections
+
+    def get(self, host, port):
+        client = NodeClient(host, port, ConnectionOptions(transient_timeout=0.1))
+        client._connection = self.connections[f'{host}:{port}']
+        return client
+
+
+class Scripted(Answering):
+    """Answering, for pipelines too: each packed batch is answered reply by reply."""
+
+    def pack_commands(self, commands):
+        self.sent.extend(commands)
+        return commands
+
+    def send_packed_command(self, packed):
+        pass
+
+
+SEED_NODES = (
+    'a' * 40 + ' 10.0.0.1:6379@16379 myself,master - 0 0 1 connected 0-16383\n'
+    + 'b' * 40 + ' 10.0.0.2:6379@16379 slave,fail ' + 'a' * 40 + ' 0 0 1 connected\n'
+)
+
+
+def test_a_member_flagged_fail_but_loading_stops_discovery_naming_it():
+    """A restarted replica that loads a large data set may be flagged fail by the others while it answers LOADING: it is
+    alive, so an operation must wait for it (and fail at the bound naming it and its state), not go on without it."""
+    seed = Scripted(['redis_version:7.0.15', 'cluster_enabled:1', SEED_NODES, 'cluster_state:ok', 0])
+    loading = Scripted(['redis_version:7.0.15', 'cluster_enabled:1', SEED_NODES, 'cluster_state:ok']
+                       + [BusyLoadingError('Redis is loading')] * 200)
+    pool = MemberPool({'10.0.0.1:6379': seed, '10.0.0.2:6379': loading})
+    with pytest.raises(NodeError) as raised:
+        discover(pool, '10.0.0.1', 6379)
+    assert raised.value.address == '10.0.0.2:6379' and raised.value.state == 'LOADING'
+    assert 'loading its data set (LOADING)' in str(raised.value)
+
+
+def test_a_member_that_does_not_answer_is_reported_not_raised():
+    seed = Scripted(['redis_version:7.0.15', 'cluster_enabled:1', SEED_NODES, 'cluster_state:ok', 0])
+    pool = MemberPool({'10.0.0.1:6379': seed, '10.0.0.2:6379': Scripted([ConnectionError('Connection refused')])})
+    dummy_seed, states, unreachable = discover(pool, '10.0.0.1', 6379)
+    assert list(states) == ['10.0.0.1:6379'] and 'unreachable' in unreachable['10.0.0.2:6379']
