@@ -56,6 +56,13 @@ class MoleculeCluster:
         return {'acl': bool(first.get('redis_server_acl_enabled', True)), 'tls': bool(first.get('redis_server_tls_enabled', True))}
 
     @property
+    def name(self) -> str:
+        """What the instances are named after (units <name>@<port>, /etc/<name>, the service user): the flavor the
+        cluster was deployed with, unless the inventory names them (redis_server_name)."""
+        first = self.host_vars(self.hosts()[0])
+        return str(first.get('redis_server_name') or first.get('redis_install_flavor', 'redis'))
+
+    @property
     def user(self) -> Optional[str]:
         """The ACL admin user, when the inventory has ACL users."""
         return str(self.host_vars(self.hosts()[0]).get('redis_server_admin_user', 'hashslot-admin')) if self.secure['acl'] else None
@@ -383,7 +390,7 @@ def unit_down_windows(container: str, unit: str, since: float) -> List[tuple]:
     return windows
 
 
-# --- failover scenario (molecule/failover) ---------------------------------------------------------------------
+# --- faults (molecule/scale/tests/test_failover.py) --------------------------------------------------------------------
 
 def cli_cluster_check(container: str, address: str, password: str, cli: str = 'redis-cli') -> str:
     """`<cli> --cluster check` inside a container, for hosts whose tools are Valkey's (valkey-cli, no redis-cli).

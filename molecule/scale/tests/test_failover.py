@@ -1,11 +1,11 @@
-"""Faults on a Valkey cluster (Debian 13 package) and the way back.
+"""Faults on the scale scenario's cluster (Debian 13, Redis 8.0 package) and the way back, before it is scaled.
 
-The tests run in file order and hand their state to each other:
+The tests run in file order (this file before test_scale.py) and hand their state to each other:
 1. SIGKILL of a master's server: its replica takes over within 2 x cluster-node-timeout + 5 s, systemd's Restart=
    brings the server back and it rejoins as a replica of the new master.
 2. `docker pause` of another master's container: same bound; once unpaused it comes back as a replica.
 3. playbooks/failover.yml, once per master that site.yml placed and that is now a replica, puts the masters back;
-   a second run changes nothing; the cluster's health (hashslot.redis.redis_cluster_info, valkey-cli) is clean.
+   a second run changes nothing; the cluster's health (hashslot.redis.redis_cluster_info, redis-cli) is clean.
 A bounded writer (the acknowledgement ledger) runs through each fault; replication is asynchronous, so a write
 the old master acknowledged but had not yet sent to its replica may be lost: the count is printed, not asserted.
 """
@@ -22,15 +22,13 @@ from redis.crc import key_slot
 
 from containers import PORT, cli_cluster_check, docker, exporter_scrape, metric_samples
 
-# Debian's valkey-server package with the roles' defaults: units, files and the service user are named `valkey`.
-SERVICE = f'valkey@{PORT}'
 # The unit restarts a failed server after RestartSec=2 s (roles/redis_server/templates/instance.service.j2), well
 # inside cluster-node-timeout: a server that is simply killed is back before any node flags it as failing, and no
 # failover happens (seen on this scenario: the killed master kept its slots). To see the failover this test needs a
 # server that stays down, e.g. one that crashes again while starting or a host that is slow to come back: a runtime
 # drop-in (under /run, removed afterwards) delays the restart past the bound; Restart= itself is left as it is.
 DELAYED_RESTART_SECONDS = 20
-DROP_IN = f'/run/systemd/system/{SERVICE}.service.d/hs-failover-delayed-restart.conf'
+DROP_IN_NAME = 'hs-failover-delayed-restart.conf'
 REJOIN_TIMEOUT = 90
 # The scrape interval of the configuration playbooks/prometheus_config.yml writes: a failover must show in the
 # metrics of the next scrape.
@@ -42,6 +40,16 @@ POLL_INTERVAL = 0.1
 def state() -> Dict[str, Any]:
     """What the steps hand to each other: the masters as site.yml placed them, the faulted masters."""
     return {}
+
+
+@pytest.fixture(scope='module')
+def service(cluster) -> str:
+    """The instance's unit: named after the flavor with the roles' defaults (redis@6379; valkey@6379 for Valkey)."""
+    return f'{cluster.name}@{PORT}'
+
+
+def drop_in(service: str) -> str:
+    return f'/run/systemd/system/{service}.service.d/{DROP_IN_NAME}'
 
 
 @pytest.fixture(scope='module')
@@ -163,8 +171,8 @@ def exporter_view(address: str) -> Dict[str, Any]:
     return {'up': [value for dummy, value in metric_samples(metrics, 'redis_up')], 'roles': roles}
 
 
-def systemctl_show(container: str, *properties: str) -> Dict[str, str]:
-    output = docker('exec', container, 'systemctl', 'show', '-p', ','.join(properties), SERVICE)
+def systemctl_show(container: str, service: str, *properties: str) -> Dict[str, str]:
+    output = docker('exec', container, 'systemctl', 'show', '-p', ','.join(properties), service)
     return dict(line.split('=', 1) for line in output.splitlines() if '=' in line)
 
 
@@ -177,23 +185,23 @@ def test_intended_masters_recorded(cluster, addresses, state):
     print(f"\nfailover: masters placed by site.yml: {sorted(state['intended'])}")
 
 
-def test_sigkill_of_a_master_promotes_its_replica_and_the_restarted_server_rejoins_as_replica(cluster, addresses, state):
+def test_sigkill_of_a_master_promotes_its_replica_and_the_restarted_server_rejoins_as_replica(cluster, addresses, service, state):
     bound = promotion_bound(cluster)
     host_of = {address: host for host, address in addresses.items()}
     nodes = cluster_nodes(connect(addresses[cluster.hosts()[0]], cluster.password))
     shard = shard_of(nodes, sorted(state['intended'])[0])
     container = host_of[shard['master']]
     observer = connect(observer_for(addresses, nodes, shard), cluster.password)
-    restarts_before = int(systemctl_show(container, 'NRestarts')['NRestarts'])
-    assert systemctl_show(container, 'Restart')['Restart'] == 'on-failure'
+    restarts_before = int(systemctl_show(container, service, 'NRestarts')['NRestarts'])
+    assert systemctl_show(container, service, 'Restart')['Restart'] == 'on-failure'
 
     docker('exec', container, 'sh', '-c',
-           f'mkdir -p "$(dirname {DROP_IN})" && printf "[Service]\\nRestartSec={DELAYED_RESTART_SECONDS}\\n" > {DROP_IN}'
+           f'mkdir -p "$(dirname {drop_in(service)})" && printf "[Service]\\nRestartSec={DELAYED_RESTART_SECONDS}\\n" > {drop_in(service)}'
            ' && systemctl daemon-reload')
     ledger = start_ledger(cluster, 'sigkill')
     try:
         started = time.monotonic()
-        docker('exec', container, 'sh', '-c', f'kill -KILL "$(systemctl show -p MainPID --value {SERVICE})"')
+        docker('exec', container, 'sh', '-c', f'kill -KILL "$(systemctl show -p MainPID --value {service})"')
         took = wait_for_promotion(cluster, observer, shard, started, 2 * bound)
         print(f"\nfailover: SIGKILL of {shard['master']} ({container}): {shard['replica']} serving its slots after "
               + (f'{took:.1f} s' if took is not None else f'more than {2 * bound:.0f} s') + f' (bound {bound:.0f} s)')
@@ -209,15 +217,15 @@ def test_sigkill_of_a_master_promotes_its_replica_and_the_restarted_server_rejoi
         print(f"failover: the exporter of {shard['replica']} reported it master {seen:.1f} s after the promotion")
 
         # Restart= (on-failure: a SIGKILL is a failure) brings the server back without anyone starting it.
-        cluster.wait_for(lambda: int(systemctl_show(container, 'NRestarts')['NRestarts']) > restarts_before
-                         and systemctl_show(container, 'ActiveState')['ActiveState'] == 'active',
-                         timeout=DELAYED_RESTART_SECONDS + 60, what=f'systemd restarting {SERVICE} on {container}')
+        cluster.wait_for(lambda: int(systemctl_show(container, service, 'NRestarts')['NRestarts']) > restarts_before
+                         and systemctl_show(container, service, 'ActiveState')['ActiveState'] == 'active',
+                         timeout=DELAYED_RESTART_SECONDS + 60, what=f'systemd restarting {service} on {container}')
         rejoined = cluster.wait_for(lambda: rejoined_as_replica(cluster, addresses, shard), timeout=REJOIN_TIMEOUT,
                                     what=f'{shard["master"]} following {shard["replica"]}')
         print(f"failover: {shard['master']} restarted by systemd, a replica of {shard['replica']} with its link up "
               f'{rejoined:.1f} s later')
     finally:
-        docker('exec', container, 'sh', '-c', f'rm -f {DROP_IN} && systemctl daemon-reload && systemctl start {SERVICE}', check=False)
+        docker('exec', container, 'sh', '-c', f'rm -f {drop_in(service)} && systemctl daemon-reload && systemctl start {service}', check=False)
         print('failover: ' + ledger_report(ledger, 'ledger through the SIGKILL'))
 
 
@@ -276,7 +284,7 @@ def test_failover_playbook_restores_the_intended_masters(cluster, addresses, sta
         shard = shard_of(nodes, address)
         assert 'fail' not in nodes[shard['replica']]['flags']
         assert replication(connect(shard['replica'], cluster.password)).get('master_link_status') == 'up'
-    # A second run changes nothing: tests/integration/test_playbooks_ops.py proves it (the same playbook path).
+    # A second run changes nothing: tests/integration/test_site_local_ops.py proves it (the same playbook path).
 
 
 def test_cluster_health_is_clean_after_the_faults(cluster, addresses, state):
@@ -287,14 +295,14 @@ def test_cluster_health_is_clean_after_the_faults(cluster, addresses, state):
         shard = shard_of(nodes, address)
         assert zones[shard['replica']] != zones[address], f'{address} and its replica {shard["replica"]} share zone {zones[address]}'
     first = cluster.hosts()[0]
-    output = cli_cluster_check(first, addresses[first], cluster.password, cli='valkey-cli')
+    output = cli_cluster_check(first, addresses[first], cluster.password, cli=f'{cluster.name}-cli')
     assert '[OK] All nodes agree about slots configuration.' in output
     assert '[OK] All 16384 slots covered.' in output
     assert '[ERR]' not in output and '[WARNING]' not in output, output
 
 
-def test_no_container_left_paused(cluster):
+def test_no_container_left_paused(cluster, service):
     states = {host: docker('inspect', '-f', '{{.State.Status}}', host).strip() for host in cluster.hosts()}
     assert set(states.values()) == {'running'}, states
     for host in cluster.hosts():
-        assert subprocess.run(['docker', 'exec', host, 'test', '!', '-e', DROP_IN], timeout=60, check=False).returncode == 0, host
+        assert subprocess.run(['docker', 'exec', host, 'test', '!', '-e', drop_in(service)], timeout=60, check=False).returncode == 0, host

@@ -1,4 +1,5 @@
-"""The secure defaults on three Debian 12 hosts: ACL users, TLS everywhere, plaintext off, secrets that never leak."""
+"""The secure defaults on three Debian 13 hosts (Valkey 8.1 package): ACL users, TLS everywhere, plaintext off,
+secrets that never leak."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def test_converge_leaks_no_secret(cluster, converged):
     assert lines.samples > 100 and min(lines.container_samples.values()) > 100, (lines.samples, lines.container_samples)
     # The samplers saw the work: the modules running on the hosts, ansible-playbook on the controller.
     assert any('ansible-playbook' in line for line in lines.controller)
-    assert any('redis-server' in line for container in lines.in_containers.values() for line in container)
+    assert any(f'{cluster.name}-server' in line for container in lines.in_containers.values() for line in container)
     for name, secret in secrets(cluster).items():
         assert secret not in first.output, f'{name} in the -vvv output'
         assert lines.containing(secret) == [], f'{name} on a command line'
@@ -140,21 +141,22 @@ def test_replicas_catch_up_over_tls_as_the_replication_user(cluster, converged):
         cluster.client(cluster.hosts()[0], username='hashslot-replication', password=replication_password).get('k')
 
 
-def test_files_are_root_owned_and_group_readable_only(host, converged):
+def test_files_are_root_owned_and_group_readable_only(host, cluster, converged):
+    name = cluster.name
     for port in PORTS:
-        for path in (f'/etc/redis/redis-{port}.conf', f'/etc/redis/redis-{port}.acl'):
+        for path in (f'/etc/{name}/{name}-{port}.conf', f'/etc/{name}/{name}-{port}.acl'):
             entry = host.file(path)
-            assert (entry.user, entry.group) == ('root', 'redis'), path
+            assert (entry.user, entry.group) == ('root', name), path
             assert entry.mode & (stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP) == 0, (path, oct(entry.mode))
-        acl = host.file(f'/etc/redis/redis-{port}.acl').content_string
+        acl = host.file(f'/etc/{name}/{name}-{port}.acl').content_string
         assert acl.splitlines()[0].startswith('user default off ')
         assert '#' in acl and '>' not in acl
-    for path in ('/etc/redis/tls/ca.crt', '/etc/redis/tls/redis.crt', '/etc/redis/tls/redis.key'):
+    for path in (f'/etc/{name}/tls/ca.crt', f'/etc/{name}/tls/{name}.crt', f'/etc/{name}/tls/{name}.key'):
         entry = host.file(path)
-        assert (entry.user, entry.group) == ('root', 'redis'), path
+        assert (entry.user, entry.group) == ('root', name), path
         assert entry.mode & (stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP) == 0, (path, oct(entry.mode))
-    assert host.file('/etc/redis/tls').mode & stat.S_IRWXO == 0
-    assert {process.user for process in host.process.filter(comm='redis-server')} == {'redis'}
+    assert host.file(f'/etc/{name}/tls').mode & stat.S_IRWXO == 0
+    assert {process.user for process in host.process.filter(comm=f'{name}-server')} == {name}
 
 
 def test_new_passwords_roll_out_without_a_restart(cluster, converged):
