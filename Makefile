@@ -10,10 +10,10 @@ export ANSIBLE_NOCOLOR := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The container scenarios (MOLECULE_SCENARIOS=scale runs one), longest first, taken in turn by MOLECULE_LANES lanes that
 # run side by side: a scenario mostly waits (docker exec, apt, gossip), so two lanes suit two cores.
-MOLECULE_SCENARIOS ?= default scale failover secure
+MOLECULE_SCENARIOS ?= default scale secure
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean
+.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane molecule-static molecule-images lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
@@ -88,13 +88,13 @@ molecule: venv containers exporter-archive
 	tools/molecule-scenarios -j $(MOLECULE_LANES) $(MOLECULE_SCENARIOS)
 
 # Two lanes side by side (each mostly waits: on servers, gossip, docker exec, apt), each preparing what it needs
-# first: the pytest lane (the source builds compiled beside its first tests) and the molecule lane (release checks,
-# container images, then the scenarios; the default scenario's upgrades wait on tools/redis-servers' lock for the
-# builds). --output-sync prints each lane's output whole when it ends; tools/test_times.py then prints where the time
+# first: the pytest lane (the source builds compiled beside two pytest processes) and the molecule lane (release
+# checks beside the container images, then the scenarios; the default scenario's upgrade waits on
+# tools/redis-servers' lock for the builds). --output-sync prints each lane's output whole when it ends; tools/test_times.py then prints where the time
 # went, passed or failed.
 TIMES := tests/output/times
 test:
-	@rm -rf $(TIMES) tests/output/pytest.xml tests/output/molecule/*.seconds; mkdir -p $(TIMES)
+	@rm -rf $(TIMES) tests/output/pytest*.xml tests/output/molecule/*.seconds; mkdir -p $(TIMES)
 	@tools/timed 'lint and venv' $(MAKE) --no-print-directory lint; rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
 	  tools/timed 'both lanes' $(MAKE) --no-print-directory -j2 --output-sync=target pytest-lane molecule-lane \
@@ -103,23 +103,33 @@ test:
 	$(PYTHON) tools/test_times.py; exit $$rc
 
 # The pytest lane beside the molecule lane: Debian's Redis 7.0 and promtool first, then the source builds compile in
-# the background while pytest runs the tests that need none of them (tests/integration/conftest.py sorts those
-# first: unit, Redis 7.0, roles, playbooks; a test whose build is not made yet waits for it on tools/redis-servers'
-# lock). The builds' output: tests/output/servers.log. One pytest lane, not two: the machine's two cores are the
-# limit (a rehearsal with the roles and playbooks in a lane of their own starved the molecule lane: docs/testing.md).
-# One pytest process: a rehearsal with two pytest-xdist workers here (2026-12-03) failed 12 tests that pass alone, the
-# roles' and playbooks' tests among them, and took longer (docs/testing.md).
+# the background while two pytest processes run. The first (HASHSLOT_TEST_SHARE=base) takes the unit tests, the tests
+# on Debian's Redis 7.0 and the roles', playbooks' and artifact's tests, which change this machine (never two of
+# them at once); the second (builds) the modules' tests on the source builds, each waiting for its build on
+# tools/redis-servers' lock. Each has its own loopback ports (HASHSLOT_PORT_SLICE). The second's output is printed
+# after the first's (tests/output/pytest-builds.log); the builds': tests/output/servers.log.
 pytest-lane: venv
 	@tools/timed 'pytest lane: redis 7.0, promtool' $(MAKE) --no-print-directory promtool SERVERS=redis-7.0 servers
 	@mkdir -p tests/output; tools/timed 'pytest lane: builds beside pytest' tools/redis-servers ensure >tests/output/servers.log 2>&1 & builds=$$!; \
-	tools/timed 'pytest lane: pytest' $(BIN)/python -m pytest --junitxml=tests/output/pytest.xml tests/unit tests/integration; rc=$$?; \
+	HASHSLOT_TEST_SHARE=builds HASHSLOT_PORT_SLICE=1/2 tools/timed 'pytest lane: pytest on the source builds' \
+	  $(BIN)/python -m pytest --junitxml=tests/output/pytest-builds.xml tests/integration >tests/output/pytest-builds.log 2>&1 & second=$$!; \
+	HASHSLOT_TEST_SHARE=base HASHSLOT_PORT_SLICE=0/2 tools/timed 'pytest lane: pytest' \
+	  $(BIN)/python -m pytest --junitxml=tests/output/pytest.xml tests/unit tests/integration; rc=$$?; \
+	wait $$second || rc=1; \
+	echo '================ pytest on the source builds (tests/output/pytest-builds.log)'; cat tests/output/pytest-builds.log; \
 	wait $$builds || { echo 'tools/redis-servers ensure failed; last lines of tests/output/servers.log:'; tail -n 30 tests/output/servers.log; rc=1; }; \
 	exit $$rc
 
+# The release checks (CPU) and the images (debootstrap: downloads) side by side, then the scenarios.
 molecule-lane: venv
-	@tools/timed 'molecule lane: static' $(MAKE) --no-print-directory static
-	@tools/timed 'molecule lane: images' $(MAKE) --no-print-directory containers exporter-archive
+	@$(MAKE) --no-print-directory -j2 --output-sync=target molecule-static molecule-images
 	@tools/timed 'molecule lane: scenarios' $(MAKE) --no-print-directory molecule
+
+molecule-static: venv
+	@tools/timed 'molecule lane: static' $(MAKE) --no-print-directory static
+
+molecule-images:
+	@tools/timed 'molecule lane: images' $(MAKE) --no-print-directory containers exporter-archive
 
 # The fast loop while working on the code: lint, the unit tests and the modules' integration tests on Redis 7.0
 # (Debian's package: nothing to build), in CHECK_WORKERS pytest-xdist workers, each taking whole files (a file's

@@ -1,7 +1,8 @@
 """Where `make test`'s time went: its phases, each molecule scenario, the pytest files and the slowest tests.
 
 Reads what the run left in tests/output: times/phases.tsv (tools/timed), molecule/<scenario>.seconds
-(tools/molecule-scenarios) and pytest.xml (pytest's JUnit report). Prints a table; never fails the run.
+(tools/molecule-scenarios) and pytest*.xml (the JUnit reports of the pytest processes). Prints a table; never fails
+the run.
 """
 
 from __future__ import annotations
@@ -71,14 +72,18 @@ def main() -> int:
         lines.append('  molecule scenarios:')
         for name, seconds, rc in sorted(scenarios, key=lambda item: -item[1]):
             lines.append(f'    {name:<32} {minutes(seconds)}{"" if rc == "0" else f"  (exit {rc})"}')
-    tests = read_tests(os.path.join(args.output, 'pytest.xml'))
+    tests = []
+    reports = sorted(name for name in os.listdir(args.output) if name.startswith('pytest') and name.endswith('.xml')) \
+        if os.path.isdir(args.output) else []
+    for report in reports:
+        tests.extend(read_tests(os.path.join(args.output, report)))
     if tests:
         by_file = collections.Counter()
         counts = collections.Counter()
         for test_id, seconds, dummy in tests:
             by_file[test_id.split('::')[0]] += seconds
             counts[test_id.split('::')[0]] += 1
-        lines.append(f'  pytest files ({len(tests)} tests, {minutes(sum(by_file.values())).strip()} in all):')
+        lines.append(f'  pytest files ({len(tests)} tests, {minutes(sum(by_file.values())).strip()} in all, from {", ".join(reports)}):')
         for name, seconds in by_file.most_common():
             lines.append(f'    {name:<52} {counts[name]:4d} tests {minutes(seconds)}')
         lines.append(f'  the {args.slowest} slowest tests (setup and teardown included):')

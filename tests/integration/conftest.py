@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from local_site import deployment as local_site_deployment
 from servers import PortAllocator, ServerFactory, available_builds, ensure_build, wanted_build_names
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_create import create_cluster
@@ -20,16 +23,47 @@ def pytest_generate_tests(metafunc):
         # once, on the first build of the matrix.
         if metafunc.definition.get_closest_marker('one_build'):
             names = names[:1]
+        elif metafunc.definition.get_closest_marker('per_lineage'):
+            names = per_lineage(names)
         metafunc.parametrize('build', names, indirect=True, scope='module')
 
 
+def per_lineage(names):
+    """The first build of each code line in the matrix (redis-7.0 for Redis, valkey-8.1.1 for Valkey): the tests whose
+    behaviour follows the server's cluster code (slot migration, MIGRATE, CLUSTER SETSLOT, replicas, failover) but
+    which are long, under a write load. Redis 8.0 keeps Redis 7.0's slot migration and failover commands and replies, and
+    runs the rest of the matrix; Valkey forked and changes that code on its own."""
+    chosen = {}
+    for name in names:
+        chosen.setdefault(name.split('-', 1)[0], name)
+    return [name for name in names if name in chosen.values()]
+
+
+def build_param(item):
+    callspec = getattr(item, 'callspec', None)
+    return callspec.params.get('build') if callspec is not None else None
+
+
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Tests whose server build is not made yet run last, in the matrix's order, so that on a fresh machine the tests
     that need none (or Debian's Redis 7.0) run while make test's pytest lane compiles the others in the background.
-    The sort is stable: each file's tests keep their order, and tests of one build stay together."""
+    The sort is stable: each file's tests keep their order, and tests of one build stay together.
+
+    HASHSLOT_TEST_SHARE splits the run between two pytest processes (make test's pytest lane): `builds` keeps the
+    tests parametrised with a build other than the matrix's first (the source builds'), `base` everything else."""
     ready = set(available_builds())
     wanted = wanted_build_names()
+    share = os.environ.get('HASHSLOT_TEST_SHARE', '')
+    if share in ('base', 'builds'):
+        def in_builds_share(item) -> bool:
+            build = build_param(item)
+            return build is not None and build != wanted[0]
+        keep = [item for item in items if in_builds_share(item) == (share == 'builds')]
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
+    elif share:
+        raise pytest.UsageError(f'HASHSLOT_TEST_SHARE={share!r}: base or builds')
 
     def rank(item) -> int:
         names = []
@@ -42,6 +76,13 @@ def pytest_collection_modifyitems(items):
         return max((wanted.index(name) + 1 if name in wanted else len(wanted) + 1 for name in names if name not in ready), default=0)
 
     items.sort(key=rank)
+
+
+@pytest.fixture(scope='session')
+def local_site():
+    """site.yml on inventories/local (ports 7000-7005), deployed once for test_site_local.py and test_site_local_ops.py
+    and removed at the end of the session (local_site.py)."""
+    yield from local_site_deployment()
 
 
 @pytest.fixture(autouse=True)

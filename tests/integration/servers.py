@@ -80,11 +80,19 @@ class PortAllocator:
     """Hands out client ports whose bus port (+10000) is free too.
 
     Under pytest-xdist (`make check` runs three workers) worker N of M takes only the ports start + N, start + N + M,
-    ...: the workers' ports never meet, so none can take a port another probed free a moment before."""
+    ...: the workers' ports never meet, so none can take a port another probed free a moment before. Separate pytest
+    processes (make test's pytest lane runs two) say which share is theirs the same way: HASHSLOT_PORT_SLICE=N/M."""
 
     def __init__(self, start: int = 21000, end: int = 29000):
         worker = os.environ.get('PYTEST_XDIST_WORKER', '')
-        if worker.startswith('gw'):
+        share, dummy, shares = os.environ.get('HASHSLOT_PORT_SLICE', '').partition('/')
+        if share.isdigit() and shares.isdigit() and int(share) < int(shares):
+            # A process's share, divided again among its xdist workers when it has some.
+            count = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')) if worker.startswith('gw') else 1
+            index = int(worker[2:]) if worker.startswith('gw') else 0
+            self.step = int(shares) * count
+            self.next_port = start + int(share) + int(shares) * index
+        elif worker.startswith('gw'):
             self.step = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
             self.next_port = start + int(worker[2:])
         else:

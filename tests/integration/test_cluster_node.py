@@ -15,6 +15,7 @@ def node_ids(server):
     return {line.split()[0] for line in raw_command(server, 'CLUSTER', 'NODES').splitlines()}
 
 
+@pytest.mark.per_lineage
 def test_add_and_remove_master_and_replica(build, cluster, servers):
     new_master, new_replica = servers.start(2)
     before = cluster_nodes_snapshot(cluster)

@@ -99,6 +99,7 @@ def test_rebalance_right_after_adding_a_master(build, servers):
     assert_healthy(build, cluster + [new_master], 5000)
 
 
+@pytest.mark.per_lineage
 def test_move_and_drain_under_load(build, cluster):
     load_keys(cluster, 10000)
     nodes, dummy = masters(cluster)
@@ -123,6 +124,7 @@ def test_move_and_drain_under_load(build, cluster):
     assert abs(owners[nodes[1]['address']] - owners[nodes[2]['address']]) <= 1
 
 
+@pytest.mark.per_lineage
 def test_scale_in_with_drain_true(build, cluster, servers):
     extra = servers.start(1)[0]
     run_module('redis_cluster_node', cluster=cluster[0].node, node=extra.node, role='master')
@@ -170,6 +172,7 @@ def open_state(cluster, state: str):
     return src, dst, slot, keys
 
 
+@pytest.mark.per_lineage
 def test_fix_repairs_each_half_migrated_state(build, cluster):
     expectations = {
         'migrating_only': 'source', 'importing_only': 'source', 'both_partly_moved': 'target',
@@ -245,6 +248,7 @@ def kill_processes(marker: str) -> int:
     return killed
 
 
+@pytest.mark.per_lineage
 def test_killed_run_is_completed_by_the_next(build, cluster, servers):
     new_master = servers.start(1)[0]
     run_module('redis_cluster_node', cluster=cluster[0].node, node=new_master.node, role='master')
@@ -279,6 +283,7 @@ def test_killed_run_is_completed_by_the_next(build, cluster, servers):
     assert run_module('redis_cluster_reshard', node=cluster[0].node)['changed'] is False
 
 
+@pytest.mark.per_lineage
 def test_large_key_migrates_without_timeout_or_failover(build, cluster):
     client = cluster_client(cluster)
     for start in range(0, 1000000, 50000):

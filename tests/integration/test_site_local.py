@@ -1,8 +1,8 @@
 """site.yml on inventories/local, as `make demo` runs it: the checks the guides make, then idempotence.
 
 The local inventory is the real thing: six instances on ports 7000-7005 of this machine, Debian's Redis
-package, daemons (this machine has no systemd). A demo already running there is taken down first and
-deployed again at the end.
+package, daemons (this machine has no systemd), deployed once for this file and test_site_local_ops.py
+(local_site.py: a demo already running there is taken down first and deployed again).
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ import yaml
 
 from servers import port_command, port_serving
 import artifact
+from local_site import ADDED, INVENTORY, PORTS, ZONES
 from playbook import REPO, parse_recap, run_module, run_playbook
-
-INVENTORY = 'inventories/local'
-PORTS = list(range(7000, 7006))
-ZONES = {instance['port']: instance['zone']
-         for instance in yaml.safe_load(open(os.path.join(REPO, INVENTORY, 'group_vars', 'redis_cluster.yml')))['redis_server_instances']}
 
 
 serving = port_serving
@@ -37,42 +33,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([shutil.which('redis-cli') or '/usr/bin/redis-cli', *args], capture_output=True, text=True, timeout=60, check=False)
 
 
-ADDED = [{'port': 7006, 'zone': 'a'}, {'port': 7007, 'zone': 'b'}]
-
-
-def teardown(instances=None) -> None:
-    extra_vars = {'hashslot_teardown_confirm': 'yes'}
-    if instances is not None:
-        extra_vars['redis_server_instances'] = instances
-    result = run_playbook('playbooks/teardown.yml', INVENTORY, extra_vars=extra_vars)
-    assert result.returncode == 0, result.output[-3000:]
-
-
 @pytest.fixture(scope='module')
-def deployed():
-    demo_was_up = any(serving(port) for port in PORTS)
-    # Files of an earlier deployment whose daemons are gone (the machine restarted, a run was killed) are a demo too:
-    # its nodes files would bring back that cluster.
-    leftover = any(os.path.exists(f'/etc/redis/redis-{port}.conf') for port in PORTS)
-    if demo_was_up or leftover:
-        teardown()
-    if any(os.path.exists(f'/var/lib/redis/{instance["port"]}') for instance in ADDED):
-        # The shard test_new_instances_join_as_shards adds, left by a run that did not get to remove it.
-        teardown(ADDED)
-    assert not any(serving(port) for port in PORTS), 'ports 7000-7005 are taken by something other than the demo'
-
-    planned = run_playbook('site.yml', INVENTORY, check=True)
-    assert planned.returncode == 0, planned.output[-3000:]
-    assert planned.total('changed') > 0
-    assert not any(serving(port) for port in PORTS), 'check mode started an instance'
-
-    first = run_playbook('site.yml', INVENTORY)
-    assert first.returncode == 0, first.output[-5000:]
-    yield first
-    if not demo_was_up:
-        teardown()
-        assert not any(serving(port) for port in PORTS)
-        assert not os.path.exists('/var/lib/redis/7000') and not os.path.exists('/etc/redis/redis-7000.conf')
+def deployed(local_site):
+    return local_site
 
 
 def test_cluster_is_what_the_guides_check(deployed):
@@ -106,24 +69,12 @@ def test_replicas_sit_in_another_zone_than_their_master(deployed):
         assert ZONES[port] != ZONES[by_id[fields[3]]]
 
 
-def test_installed_artifact_runs_site_unchanged(deployed):
-    """The second run of site.yml changes nothing (a second `make demo`), run the way a Galaxy user runs it: the
-    artifact, installed into an empty collections path, runs `hashslot.redis.site` against its own copy of the local
-    inventory, away from the checkout. The playbook and roles are the checkout's, byte for byte (the artifact's
-    contents are checked in test_collection_artifact.py)."""
-    root = artifact.collection_root()
-    command = [artifact.tool('ansible-playbook'), '-i', os.path.join(root, INVENTORY), 'hashslot.redis.site']
-    result = subprocess.run(command, cwd=artifact.OUTPUT, env=artifact.clean_env(artifact.installed()), capture_output=True,
-                            text=True, stdin=subprocess.DEVNULL, timeout=1200, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    recap = parse_recap(result.stdout)
-    assert recap and sum(counts['changed'] for counts in recap.values()) == 0, output[-5000:]
-    assert sum(counts['ok'] for counts in recap.values()) > 0
-
-
-def test_rerun_after_a_failover_changes_nothing(deployed):
-    """Redis rewrites nodes-<port>.conf itself (roles swapped): the role owns redis-<port>.conf, not that file."""
+def test_installed_artifact_reruns_site_after_a_failover_unchanged(deployed):
+    """The second run of site.yml changes nothing (a second `make demo`), even after a failover, and runs the way a
+    Galaxy user runs it: the artifact, installed into an empty collections path, runs `hashslot.redis.site` against its
+    own copy of the local inventory, away from the checkout. The playbook and roles are the checkout's, byte for byte
+    (the artifact's contents are checked in test_collection_artifact.py). Redis rewrites nodes-<port>.conf itself
+    when roles swap: the role owns redis-<port>.conf, not that file."""
     replica_port = next(port for port in PORTS if raw(port, 'ROLE')[0] == 'slave')
     nodes_conf = f'/var/lib/redis/{replica_port}/nodes-{replica_port}.conf'
     before = os.stat(nodes_conf).st_mtime
@@ -133,9 +84,16 @@ def test_rerun_after_a_failover_changes_nothing(deployed):
         time.sleep(0.1)
     assert raw(replica_port, 'ROLE')[0] == 'master'
     assert os.stat(nodes_conf).st_mtime > before
-    again = run_playbook('site.yml', INVENTORY, tags='server,cluster')
-    assert again.returncode == 0, again.output[-3000:]
-    assert again.total('changed') == 0, again.changed_tasks()
+
+    root = artifact.collection_root()
+    command = [artifact.tool('ansible-playbook'), '-i', os.path.join(root, INVENTORY), 'hashslot.redis.site']
+    result = subprocess.run(command, cwd=artifact.OUTPUT, env=artifact.clean_env(artifact.installed()), capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=1200, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    recap = parse_recap(result.stdout)
+    assert recap and sum(counts['changed'] for counts in recap.values()) == 0, output[-5000:]
+    assert sum(counts['ok'] for counts in recap.values()) > 0
     assert raw(replica_port, 'ROLE')[0] == 'master'
 
 

@@ -1,10 +1,9 @@
 """The operations playbooks (failover, rebalance, rolling restart, backup, bad input) as operators run them.
 
-One real cluster for the whole module: site.yml deploys tests/integration/inventories/ops (six instances on ports
-7100-7105 of this machine, three zones, Debian's Redis 7.0.15, daemons). teardown.yml removes everything at the
-end (with -e ops_test_scale_out=true, so that 7106-7107 go too if a run of an older version left them).
-Scale out/in and the upgrades (Redis 7.0 -> Redis 8.0 and -> Valkey 8.1, re-runs, refusals) run across hosts in
-the molecule scenarios `scale` and `upgrade` (systemd containers).
+On the local inventory's cluster (local_site.py: inventories/local, six instances on ports 7000-7005 of this
+machine, three zones, Debian's Redis 7.0.15, daemons), deployed once for this file and test_site_local.py, which
+runs first. Scale out/in and the upgrades (Redis 7.0 -> Valkey 8.1, re-runs, refusals) run across hosts in the
+molecule scenarios `scale` and `default` (systemd containers).
 """
 
 from __future__ import annotations
@@ -18,14 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
+from local_site import INVENTORY, PORTS, ZONES
 from servers import port_command, port_serving
 from playbook import run_playbook
-
-INVENTORY = 'tests/integration/inventories/ops'
-PORTS = list(range(7100, 7106))
-EXTRA_PORTS = [7106, 7107]
-ZONES = {7100: 'a', 7101: 'b', 7102: 'c', 7103: 'a', 7104: 'b', 7105: 'c', 7106: 'a', 7107: 'b'}
-SCALED = {'ops_test_scale_out': True}
 
 
 serving = port_serving
@@ -85,49 +79,36 @@ def play(name: str, extra_vars=None, check: bool = False, diff: bool = False, ta
     return run_playbook(f'playbooks/{name}.yml', INVENTORY, extra_vars=extra_vars, check=check, diff=diff, tags=tags)
 
 
-def teardown() -> None:
-    result = play('teardown', {'hashslot_teardown_confirm': 'yes', **SCALED})
-    assert result.returncode == 0, result.output[-3000:]
-
-
 @pytest.fixture(scope='module')
-def deployed():
-    if any(serving(port) for port in PORTS + EXTRA_PORTS):
-        teardown()
-    assert not any(serving(port) for port in PORTS + EXTRA_PORTS), 'ports 7100-7107 are taken by something else than this test'
-    result = run_playbook('site.yml', INVENTORY)
-    assert result.returncode == 0, result.output[-5000:]
-    yield result
-    teardown()
-    assert not any(serving(port) for port in PORTS + EXTRA_PORTS)
-    assert not os.path.exists('/var/lib/redis/7100') and not os.path.exists('/etc/redis/redis-7106.conf')
+def deployed(local_site):
+    return local_site
 
 
 def test_bad_input_fails_before_anything_changes(deployed):
     before = topology()
     cases = [
         ('failover', {}, 'redis_failover_node=host:port'),
-        ('failover', {'redis_failover_node': '127.0.0.1:7101', 'redis_failover_master': '127.0.0.1:7100'}, 'exactly one of them'),
-        ('failover', {'redis_failover_node': '127.0.0.1:7101', 'redis_failover_mode': 'fast'}, 'redis_failover_mode must be one of'),
-        ('failover', {'redis_failover_node': '127.0.0.1:7199'}, '127.0.0.1:7199 is not a member of the cluster'),
+        ('failover', {'redis_failover_node': '127.0.0.1:7001', 'redis_failover_master': '127.0.0.1:7000'}, 'exactly one of them'),
+        ('failover', {'redis_failover_node': '127.0.0.1:7001', 'redis_failover_mode': 'fast'}, 'redis_failover_mode must be one of'),
+        ('failover', {'redis_failover_node': '127.0.0.1:7099'}, '127.0.0.1:7099 is not a member of the cluster'),
         ('scale_in', {}, 'missing required arguments: redis_scale_in_nodes'),
-        ('scale_in', {'redis_scale_in_nodes': ['7101']}, 'redis_scale_in_nodes must list the instances to remove as host:port'),
+        ('scale_in', {'redis_scale_in_nodes': ['7001']}, 'redis_scale_in_nodes must list the instances to remove as host:port'),
         ('scale_in', {'redis_scale_in_nodes': [f'127.0.0.1:{masters()[0]}']}, 'a cluster needs at least 3'),
-        ('rolling_restart', {'redis_rolling_nodes': ['127.0.0.1:7199']}, 'which no host of the inventory runs'),
-        ('rebalance', {'redis_rebalance_weights': {'127.0.0.1:7100': -1}}, 'redis_rebalance_weights maps masters'),
+        ('rolling_restart', {'redis_rolling_nodes': ['127.0.0.1:7099']}, 'which no host of the inventory runs'),
+        ('rebalance', {'redis_rebalance_weights': {'127.0.0.1:7000': -1}}, 'redis_rebalance_weights maps masters'),
         ('upgrade', {'redis_install_flavor': 'valkey'}, 'missing required arguments: redis_install_version'),
         # As AWX surveys send them: a question left blank is '' or null and means "not given"; lists come as text.
         ('failover', {'redis_failover_node': '', 'redis_failover_master': None}, 'redis_failover_node=host:port'),
-        ('failover', {'redis_failover_node': '127.0.0.1:7199', 'redis_failover_master': '', 'redis_failover_mode': None,
-                      'redis_failover_timeout': ''}, '127.0.0.1:7199 is not a member of the cluster'),
+        ('failover', {'redis_failover_node': '127.0.0.1:7099', 'redis_failover_master': '', 'redis_failover_mode': None,
+                      'redis_failover_timeout': ''}, '127.0.0.1:7099 is not a member of the cluster'),
         ('scale_in', {'redis_scale_in_nodes': ''}, 'redis_scale_in_nodes must list the instances to remove as host:port'),
         ('scale_in', {'redis_scale_in_nodes': None, 'redis_scale_in_timeout': ''}, 'redis_scale_in_nodes must list the instances to remove as host:port'),
-        ('scale_in', {'redis_scale_in_nodes': '127.0.0.1:7100, 7101'}, 'redis_scale_in_nodes must list the instances to remove as host:port'),
+        ('scale_in', {'redis_scale_in_nodes': '127.0.0.1:7000, 7001'}, 'redis_scale_in_nodes must list the instances to remove as host:port'),
         ('scale_in', {'redis_scale_in_nodes': f' 127.0.0.1:{masters()[0]},\n', 'redis_scale_in_stop': ''}, 'a cluster needs at least 3'),
-        ('rolling_restart', {'redis_rolling_nodes': '127.0.0.1:7100,127.0.0.1:7199', 'redis_rolling_failback': None},
-         'redis_rolling_nodes names 127.0.0.1:7199, which no host of the inventory runs'),
-        ('rolling_restart', {'redis_rolling_nodes': '127.0.0.1:7100 7101'}, 'redis_rolling_nodes must list host:port addresses'),
-        ('rebalance', {'redis_rebalance_weights': {'127.0.0.1:7100': -1}, 'redis_rebalance_threshold': ''}, 'redis_rebalance_weights maps masters'),
+        ('rolling_restart', {'redis_rolling_nodes': '127.0.0.1:7000,127.0.0.1:7099', 'redis_rolling_failback': None},
+         'redis_rolling_nodes names 127.0.0.1:7099, which no host of the inventory runs'),
+        ('rolling_restart', {'redis_rolling_nodes': '127.0.0.1:7000 7001'}, 'redis_rolling_nodes must list host:port addresses'),
+        ('rebalance', {'redis_rebalance_weights': {'127.0.0.1:7000': -1}, 'redis_rebalance_threshold': ''}, 'redis_rebalance_weights maps masters'),
         ('upgrade', {'redis_install_flavor': 'valkey', 'redis_install_version': None, 'redis_rolling_timeout': ''}, 'name the version to upgrade to'),
         ('upgrade', {'redis_install_version': ' '}, 'name the version to upgrade to'),
     ]
