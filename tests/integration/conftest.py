@@ -66,10 +66,7 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(f'HASHSLOT_TEST_SHARE={share!r}: base or builds')
 
     def rank(item) -> int:
-        names = []
-        callspec = getattr(item, 'callspec', None)
-        if callspec is not None and 'build' in callspec.params:
-            names.append(callspec.params['build'])
+        names = [build_param(item)] if build_param(item) is not None else []
         marker = item.get_closest_marker('needs_build')
         if marker is not None:
             names.extend(marker.args)

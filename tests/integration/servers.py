@@ -86,15 +86,13 @@ class PortAllocator:
     def __init__(self, start: int = 21000, end: int = 29000):
         worker = os.environ.get('PYTEST_XDIST_WORKER', '')
         share, dummy, shares = os.environ.get('HASHSLOT_PORT_SLICE', '').partition('/')
-        if share.isdigit() and shares.isdigit() and int(share) < int(shares):
-            # A process's share, divided again among its xdist workers when it has some.
-            count = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')) if worker.startswith('gw') else 1
-            index = int(worker[2:]) if worker.startswith('gw') else 0
-            self.step = int(shares) * count
-            self.next_port = start + int(share) + int(shares) * index
-        elif worker.startswith('gw'):
-            self.step = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
-            self.next_port = start + int(worker[2:])
+        sliced = share.isdigit() and shares.isdigit() and int(share) < int(shares)
+        if sliced or worker.startswith('gw'):
+            # The process's share (0 of 1 unless sliced), divided again among its xdist workers when it has some.
+            share, shares = (int(share), int(shares)) if sliced else (0, 1)
+            index, count = (int(worker[2:]), int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))) if worker.startswith('gw') else (0, 1)
+            self.step = shares * count
+            self.next_port = start + share + shares * index
         else:
             self.step = 1
             self.next_port = start + (os.getpid() % 40) * 100
