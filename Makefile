@@ -97,7 +97,7 @@ test:
 	@rm -rf $(TIMES) tests/output/pytest*.xml tests/output/molecule/*.seconds; mkdir -p $(TIMES)
 	@tools/timed 'lint and venv' $(MAKE) --no-print-directory lint; rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
-	  tools/timed 'both lanes' $(MAKE) --no-print-directory -j2 --output-sync=target pytest-lane molecule-lane \
+	  tools/timed 'both lanes' $(MAKE) --no-print-directory -j3 --output-sync=target pytest-lane molecule-lane \
 	    MOLECULE_LANES=$(TEST_MOLECULE_LANES); rc=$$?; \
 	fi; \
 	$(PYTHON) tools/test_times.py; exit $$rc
@@ -109,7 +109,7 @@ test:
 # tools/redis-servers' lock. Each has its own loopback ports (HASHSLOT_PORT_SLICE). The second's output is printed
 # after the first's (tests/output/pytest-builds.log); the builds': tests/output/servers.log.
 pytest-lane: venv
-	@tools/timed 'pytest lane: redis 7.0, promtool' $(MAKE) --no-print-directory promtool SERVERS=redis-7.0 servers
+	@tools/timed 'pytest lane: redis 7.0, promtool' bash -c '$(MAKE) --no-print-directory promtool && $(MAKE) --no-print-directory SERVERS=redis-7.0 servers'
 	@mkdir -p tests/output; tools/timed 'pytest lane: builds beside pytest' tools/redis-servers ensure >tests/output/servers.log 2>&1 & builds=$$!; \
 	HASHSLOT_TEST_SHARE=builds HASHSLOT_PORT_SLICE=1/2 tools/timed 'pytest lane: pytest on the source builds' \
 	  $(BIN)/python -m pytest --junitxml=tests/output/pytest-builds.xml tests/integration >tests/output/pytest-builds.log 2>&1 & second=$$!; \
@@ -120,9 +120,10 @@ pytest-lane: venv
 	wait $$builds || { echo 'tools/redis-servers ensure failed; last lines of tests/output/servers.log:'; tail -n 30 tests/output/servers.log; rc=1; }; \
 	exit $$rc
 
-# The release checks (CPU) and the images (debootstrap: downloads) side by side, then the scenarios.
-molecule-lane: venv
-	@$(MAKE) --no-print-directory -j2 --output-sync=target molecule-static molecule-images
+# The release checks (CPU) and the images (debootstrap: downloads) side by side (make test's third job slot), then
+# the scenarios. Not a sub-make with a -j of its own: GNU make 4.3 then leaves the outer jobserver's pipe open in every
+# process it starts, and a daemon holding its write end (dockerd) keeps the outer make from ever exiting.
+molecule-lane: molecule-static molecule-images
 	@tools/timed 'molecule lane: scenarios' $(MAKE) --no-print-directory molecule
 
 molecule-static: venv
