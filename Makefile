@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOLECULE_SCENARIOS ?= default scale secure
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane molecule-static molecule-images lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean
+.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
@@ -87,50 +87,46 @@ exporter-archive:
 molecule: venv containers exporter-archive
 	tools/molecule-scenarios -j $(MOLECULE_LANES) $(MOLECULE_SCENARIOS)
 
-# Two lanes side by side (each mostly waits: on servers, gossip, docker exec, apt), each preparing what it needs
-# first: the pytest lane (the source builds compiled beside two pytest processes) and the molecule lane (release
-# checks beside the container images, then the scenarios; the default scenario's upgrade waits on
-# tools/redis-servers' lock for the builds). --output-sync prints each lane's output whole when it ends; tools/test_times.py then prints where the time
-# went, passed or failed.
+# Two lanes side by side, each preparing what it needs first: the pytest lane (the source builds compiled beside two
+# pytest processes, then the release checks) and the molecule lane (the container images, then the scenarios; the
+# default scenario's upgrade waits on tools/redis-servers' lock for the builds). No sub-make forces a -j of its own:
+# GNU make 4.3 would then leave this make's jobserver pipe open in every process it starts, and a daemon holding its
+# write end (dockerd) would keep this make from ever exiting. --output-sync prints each lane's output whole when it
+# ends; tools/test_times.py then prints where the time went, passed or failed.
 TIMES := tests/output/times
 test:
 	@rm -rf $(TIMES) tests/output/pytest*.xml tests/output/molecule/*.seconds; mkdir -p $(TIMES)
 	@tools/timed 'lint and venv' $(MAKE) --no-print-directory lint; rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
-	  tools/timed 'both lanes' $(MAKE) --no-print-directory -j3 --output-sync=target pytest-lane molecule-lane \
+	  tools/timed 'both lanes' $(MAKE) --no-print-directory -j2 --output-sync=target pytest-lane molecule-lane \
 	    MOLECULE_LANES=$(TEST_MOLECULE_LANES); rc=$$?; \
 	fi; \
 	$(PYTHON) tools/test_times.py; exit $$rc
 
 # The pytest lane beside the molecule lane: Debian's Redis 7.0 and promtool first, then the source builds compile in
-# the background while two pytest processes run. The first (HASHSLOT_TEST_SHARE=base) takes the unit tests, the tests
-# on Debian's Redis 7.0 and the roles', playbooks' and artifact's tests, which change this machine (never two of
-# them at once); the second (builds) the modules' tests on the source builds, each waiting for its build on
-# tools/redis-servers' lock. Each has its own loopback ports (HASHSLOT_PORT_SLICE). The second's output is printed
-# after the first's (tests/output/pytest-builds.log); the builds': tests/output/servers.log.
+# the background while two pytest processes run. The first (HASHSLOT_TEST_SHARE=machine) takes the unit tests and the
+# roles', playbooks' and artifact's tests, which change this machine (never two of them at once); the second (modules)
+# the modules' tests on every server, Debian's Redis 7.0 first while the others compile, then each source build's
+# (waiting for it on tools/redis-servers' lock). Each has its own loopback ports (HASHSLOT_PORT_SLICE). The second's
+# output is printed after the first's (tests/output/pytest-modules.log); the builds': tests/output/servers.log. The
+# release checks (make static) follow the first, beside the second.
 pytest-lane: venv
 	@tools/timed 'pytest lane: redis 7.0, promtool' bash -c '$(MAKE) --no-print-directory promtool && $(MAKE) --no-print-directory SERVERS=redis-7.0 servers'
 	@mkdir -p tests/output; tools/timed 'pytest lane: builds beside pytest' tools/redis-servers ensure >tests/output/servers.log 2>&1 & builds=$$!; \
-	HASHSLOT_TEST_SHARE=builds HASHSLOT_PORT_SLICE=1/2 tools/timed 'pytest lane: pytest on the source builds' \
-	  $(BIN)/python -m pytest --junitxml=tests/output/pytest-builds.xml tests/integration >tests/output/pytest-builds.log 2>&1 & second=$$!; \
-	HASHSLOT_TEST_SHARE=base HASHSLOT_PORT_SLICE=0/2 tools/timed 'pytest lane: pytest' \
+	HASHSLOT_TEST_SHARE=modules HASHSLOT_PORT_SLICE=1/2 tools/timed 'pytest lane: pytest, the modules on every server' \
+	  $(BIN)/python -m pytest --junitxml=tests/output/pytest-modules.xml tests/integration >tests/output/pytest-modules.log 2>&1 & second=$$!; \
+	HASHSLOT_TEST_SHARE=machine HASHSLOT_PORT_SLICE=0/2 tools/timed 'pytest lane: pytest, unit, roles, playbooks' \
 	  $(BIN)/python -m pytest --junitxml=tests/output/pytest.xml tests/unit tests/integration; rc=$$?; \
+	tools/timed 'pytest lane: static' bash -c '$(STATIC_CHECKS)' || rc=1; \
 	wait $$second || rc=1; \
-	echo '================ pytest on the source builds (tests/output/pytest-builds.log)'; cat tests/output/pytest-builds.log; \
+	echo '================ pytest, the modules on every server (tests/output/pytest-modules.log)'; cat tests/output/pytest-modules.log; \
 	wait $$builds || { echo 'tools/redis-servers ensure failed; last lines of tests/output/servers.log:'; tail -n 30 tests/output/servers.log; rc=1; }; \
 	exit $$rc
 
-# The release checks (CPU) and the images (debootstrap: downloads) side by side (make test's third job slot), then
-# the scenarios. Not a sub-make with a -j of its own: GNU make 4.3 then leaves the outer jobserver's pipe open in every
-# process it starts, and a daemon holding its write end (dockerd) keeps the outer make from ever exiting.
-molecule-lane: molecule-static molecule-images
-	@tools/timed 'molecule lane: scenarios' $(MAKE) --no-print-directory molecule
-
-molecule-static: venv
-	@tools/timed 'molecule lane: static' $(MAKE) --no-print-directory static
-
-molecule-images:
+# The images (debootstrap: downloads; tools/redis-servers' mirror), then the scenarios.
+molecule-lane: venv
 	@tools/timed 'molecule lane: images' $(MAKE) --no-print-directory containers exporter-archive
+	@tools/timed 'molecule lane: scenarios' $(MAKE) --no-print-directory molecule
 
 # The fast loop while working on the code: lint, the unit tests and the modules' integration tests on Redis 7.0
 # (Debian's package: nothing to build), in CHECK_WORKERS pytest-xdist workers, each taking whole files (a file's
@@ -151,10 +147,9 @@ rehearse:
 
 # What Galaxy and Automation Hub check before they accept a collection. The sanity tests fill their own virtualenvs
 # from the package index (tools/ansible-sanity).
+STATIC_CHECKS := set -e; $(BIN)/ansible-lint --nocolor; $(BIN)/antsibull-changelog lint; tools/ansible-sanity
 static: venv
-	$(BIN)/ansible-lint --nocolor
-	$(BIN)/antsibull-changelog lint
-	tools/ansible-sanity
+	$(STATIC_CHECKS)
 
 TEST_MOLECULE_LANES ?= 2
 

@@ -50,20 +50,18 @@ def pytest_collection_modifyitems(config, items):
     that need none (or Debian's Redis 7.0) run while make test's pytest lane compiles the others in the background.
     The sort is stable: each file's tests keep their order, and tests of one build stay together.
 
-    HASHSLOT_TEST_SHARE splits the run between two pytest processes (make test's pytest lane): `builds` keeps the
-    tests parametrised with a build other than the matrix's first (the source builds'), `base` everything else."""
+    HASHSLOT_TEST_SHARE splits the run between two pytest processes (make test's pytest lane): `modules` keeps the
+    tests parametrised with a build (the modules' tests, on every server), `machine` everything else (the unit tests and
+    the tests of the roles, the playbooks and the artifact, which change this machine)."""
     ready = set(available_builds())
     wanted = wanted_build_names()
     share = os.environ.get('HASHSLOT_TEST_SHARE', '')
-    if share in ('base', 'builds'):
-        def in_builds_share(item) -> bool:
-            build = build_param(item)
-            return build is not None and build != wanted[0]
-        keep = [item for item in items if in_builds_share(item) == (share == 'builds')]
+    if share in ('machine', 'modules'):
+        keep = [item for item in items if (build_param(item) is not None) == (share == 'modules')]
         config.hook.pytest_deselected(items=[item for item in items if item not in keep])
         items[:] = keep
     elif share:
-        raise pytest.UsageError(f'HASHSLOT_TEST_SHARE={share!r}: base or builds')
+        raise pytest.UsageError(f'HASHSLOT_TEST_SHARE={share!r}: machine or modules')
 
     def rank(item) -> int:
         names = [build_param(item)] if build_param(item) is not None else []
