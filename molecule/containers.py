@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import redis
 
@@ -48,6 +48,18 @@ class MoleculeCluster:
 
     def host_vars(self, host: str) -> Dict[str, Any]:
         return self.inventory['_meta']['hostvars'].get(host, {})
+
+    def ports(self, host: str) -> List[int]:
+        """The ports of the host's instances (redis_server_instances; one on 6379 unless the inventory says)."""
+        return [int(instance['port']) for instance in self.host_vars(host).get('redis_server_instances') or [{'port': PORT}]]
+
+    def nodes(self) -> List[Tuple[str, int]]:
+        """Every instance as (container, port), hosts in name order."""
+        return [(host, port) for host in self.hosts() for port in self.ports(host)]
+
+    def node_addresses(self) -> List[str]:
+        """Every instance as ip:port on the scenario network."""
+        return [f'{self.address(host)}:{port}' for host, port in self.nodes()]
 
     @property
     def secure(self) -> Dict[str, bool]:
@@ -95,7 +107,7 @@ class MoleculeCluster:
     def address(host: str) -> str:
         return docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', host).strip()
 
-    def client(self, host: str, port: int = PORT, timeout: float = 3, **kwargs: Any) -> redis.Redis:
+    def client(self, host: str, port: Optional[int] = None, timeout: float = 3, **kwargs: Any) -> redis.Redis:
         """redis-py to one node as the admin (keyword arguments override: username, password, ssl_certfile ...)."""
         options: Dict[str, Any] = dict(username=self.user, password=self.password or None)
         if self.secure['tls']:
@@ -103,8 +115,12 @@ class MoleculeCluster:
             options.update(ssl=True, ssl_ca_certs=files['ca_certs'], ssl_certfile=files['client_cert'],
                            ssl_keyfile=files['client_key'], ssl_check_hostname=True)
         options.update(kwargs)
-        return redis.Redis(host=self.address(host), port=port, decode_responses=True, socket_timeout=timeout,
+        return redis.Redis(host=self.address(host), port=port or self.ports(host)[0], decode_responses=True, socket_timeout=timeout,
                            socket_connect_timeout=timeout, **options)
+
+    def client_at(self, address: str, **kwargs: Any) -> redis.Redis:
+        """client() to a node named by its address (ip:port) as the cluster reports it."""
+        return self.client(self.host_of(address), int(address.rsplit(':', 1)[1]), **kwargs)
 
     def host_of(self, address: str) -> str:
         """Container name of a node address (ip:port) as the cluster reports it."""
@@ -132,21 +148,21 @@ class MoleculeCluster:
 
     def info(self, **extra: Any) -> Dict[str, Any]:
         """hashslot.redis.redis_cluster_info from the controller (the collection's own cluster check)."""
-        params: Dict[str, Any] = {'node': {'host': self.address(self.hosts()[0]), 'port': PORT}}
+        first = self.hosts()[0]
+        params: Dict[str, Any] = {'node': {'host': self.address(first), 'port': self.ports(first)[0]}}
         params.update(self.connection())
         params['zones'] = self.zones()
         params.update(extra)
         return run_tasks([{'hashslot.redis.redis_cluster_info': params}]).result(0)
 
     def zones(self) -> Dict[str, str]:
-        return {f'{self.address(host)}:{PORT}': str(self.host_vars(host).get('redis_zone', host)) for host in self.hosts()}
+        return {f'{self.address(host)}:{port}': str(self.host_vars(host).get('redis_zone', host)) for host, port in self.nodes()}
 
     def key_count(self) -> int:
-        return sum(int(self.client(self.host_of(address)).dbsize()) for address in self.masters())
+        return sum(int(self.client_at(address).dbsize()) for address in self.masters())
 
     def ledger(self, **kwargs: Any) -> AckLedger:
-        addresses = [f'{self.address(host)}:{PORT}' for host in self.hosts()]
-        return AckLedger(addresses, password=self.password or None, **kwargs)
+        return AckLedger(self.node_addresses(), password=self.password or None, **kwargs)
 
     def playbook(self, playbook: str, extra_vars: Optional[Dict[str, Any]] = None, inventory: Optional[str] = None,
                  **kwargs: Any) -> PlaybookRecap:
@@ -181,8 +197,8 @@ def assert_switch_refused(cluster: MoleculeCluster, recap: PlaybookRecap, named:
     tail = '\n'.join(recap.output.splitlines()[-40:])
     assert recap.returncode != 0, tail
     assert 'Refusing the upgrade, nothing was changed' in recap.output, tail
-    for host in cluster.hosts():
-        assert f'{cluster.address(host)}:{PORT} {named}' in recap.output, (host, tail)
+    for address in cluster.node_addresses():
+        assert f'{address} {named}' in recap.output, (address, tail)
     assert recap.total('changed') == 0, recap.changed_tasks()
 
 
@@ -254,8 +270,7 @@ class PacedLedger(AckLedger):
 
 def paced_ledger(cluster: MoleculeCluster, writes_per_second: float = 200.0, **kwargs: Any) -> PacedLedger:
     """cluster.ledger(...) at a bounded write rate (same nodes, same password)."""
-    addresses = [f'{cluster.address(host)}:{PORT}' for host in cluster.hosts()]
-    return PacedLedger(addresses, writes_per_second=writes_per_second, password=cluster.password or None, **kwargs)
+    return PacedLedger(cluster.node_addresses(), writes_per_second=writes_per_second, password=cluster.password or None, **kwargs)
 
 
 class ShardSampler:

@@ -1,4 +1,5 @@
-"""After site.yml on six Debian 12 containers in three zones: what an operator checks on each host and on the cluster."""
+"""After site.yml on three Debian 12 containers in three zones, two instances each: what an operator checks on each host
+and on the cluster."""
 
 from __future__ import annotations
 
@@ -6,28 +7,33 @@ import stat
 
 import pytest
 
-from containers import PORT, docker, exporter_scrape, exporter_target, metric_samples, redis_cli_check
+from containers import EXPORTER_PORT, PORT, docker, exporter_scrape, exporter_target, metric_samples, redis_cli_check
 
 # testinfra runs every test that takes `host` once per inventory host.
 testinfra_hosts = ['redis_cluster']
+# Each host's instances (redis_server_instances in molecule.yml).
+PORTS = (PORT, PORT + 1)
 
 SYSCTL = {'vm.overcommit_memory': '1', 'net.core.somaxconn': '65535', 'net.ipv4.tcp_max_syn_backlog': '65535',
           'vm.swappiness': '1'}
 
 
-def test_instance_service_enabled_and_running(host):
-    service = host.service(f'redis@{PORT}')
-    assert service.is_enabled
-    assert service.is_running
+def test_instance_service_enabled_and_running(host, cluster):
+    for port in cluster.ports(host.backend.get_hostname()):
+        service = host.service(f'redis@{port}')
+        assert service.is_enabled, port
+        assert service.is_running, port
     # The package's own unit must not compete for the port.
     assert not host.service('redis-server').is_running
 
 
 def test_ports_listening_on_the_scenario_network(host, cluster):
-    address = cluster.address(host.backend.get_hostname())
-    for port in (PORT, PORT + 10000):
-        assert host.socket(f'tcp://{address}:{port}').is_listening, f'{address}:{port} (cluster bus: {port == PORT + 10000})'
-    assert host.socket(f'tcp://127.0.0.1:{PORT}').is_listening
+    name = host.backend.get_hostname()
+    address = cluster.address(name)
+    for port in cluster.ports(name):
+        for listening in (port, port + 10000):
+            assert host.socket(f'tcp://{address}:{listening}').is_listening, f'{address}:{listening} (cluster bus: {listening != port})'
+        assert host.socket(f'tcp://127.0.0.1:{port}').is_listening
 
 
 def test_process_runs_as_the_service_user(host):
@@ -36,9 +42,9 @@ def test_process_runs_as_the_service_user(host):
     assert {process.user for process in processes} == {'redis'}
 
 
-@pytest.mark.parametrize('path', [f'/etc/redis/redis-{PORT}.conf'])
-def test_config_files_hold_the_secret_and_are_not_world_readable(host, path):
-    config = host.file(path)
+@pytest.mark.parametrize('port', PORTS)
+def test_config_files_hold_the_secret_and_are_not_world_readable(host, port):
+    config = host.file(f'/etc/redis/redis-{port}.conf')
     assert config.exists
     assert config.group == 'redis'
     # root owns it so that the server cannot rewrite its own config (CONFIG SET dir + CONFIG REWRITE); the service
@@ -50,12 +56,13 @@ def test_config_files_hold_the_secret_and_are_not_world_readable(host, path):
     assert config.contains('^masterauth ')
 
 
-def test_data_and_cluster_state_belong_to_the_service_user(host):
-    data_dir = host.file(f'/var/lib/redis/{PORT}')
+@pytest.mark.parametrize('port', PORTS)
+def test_data_and_cluster_state_belong_to_the_service_user(host, port):
+    data_dir = host.file(f'/var/lib/redis/{port}')
     assert data_dir.is_directory
     assert data_dir.user == 'redis'
     assert data_dir.mode & stat.S_IRWXO == 0, oct(data_dir.mode)
-    nodes_conf = host.file(f'/var/lib/redis/{PORT}/nodes-{PORT}.conf')
+    nodes_conf = host.file(f'/var/lib/redis/{port}/nodes-{port}.conf')
     assert nodes_conf.exists
     assert nodes_conf.user == 'redis'
     assert nodes_conf.mode & stat.S_IRWXO == 0, oct(nodes_conf.mode)
@@ -85,8 +92,9 @@ def open_files_limit(host, pid) -> tuple:
     raise AssertionError(f'no open-files limit for pid {pid}')
 
 
-def test_server_limits_come_from_the_unit(host):
-    pid = host.check_output(f'systemctl show -p MainPID --value redis@{PORT}')
+@pytest.mark.parametrize('port', PORTS)
+def test_server_limits_come_from_the_unit(host, port):
+    pid = host.check_output(f'systemctl show -p MainPID --value redis@{port}')
     # LimitNOFILE=65536 in the unit; a container's systemd cannot go past the hard limit it was started with.
     ceiling = open_files_limit(host, 1)[1]
     wanted = min(65536, ceiling)
@@ -115,7 +123,7 @@ def test_every_replica_in_another_zone_than_its_master(cluster):
 
 def test_redis_cli_cluster_check_is_clean(cluster):
     first = cluster.hosts()[0]
-    output = redis_cli_check(first, f'{cluster.address(first)}:{PORT}', cluster.password)
+    output = redis_cli_check(first, cluster.node_addresses()[0], cluster.password)
     assert '[OK] All nodes agree about slots configuration.' in output
     assert '[OK] All 16384 slots covered.' in output
     assert '[ERR]' not in output and '[WARNING]' not in output, output
@@ -124,7 +132,7 @@ def test_redis_cli_cluster_check_is_clean(cluster):
 def test_clients_need_the_password(cluster):
     import redis
 
-    anonymous = redis.Redis(host=cluster.address(cluster.hosts()[0]), port=PORT, socket_timeout=3)
+    anonymous = redis.Redis(host=cluster.address(cluster.hosts()[0]), port=PORTS[0], socket_timeout=3)
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
     assert cluster.client(cluster.hosts()[0]).ping()
@@ -168,27 +176,31 @@ def test_exporter_password_file_is_readable_by_the_service_only(host, cluster):
 
 def test_exporter_reports_every_instance_up_and_the_cluster_ok(cluster):
     topology = cluster.topology()
-    for name in cluster.hosts():
+    for name, port in cluster.nodes():
         address = cluster.address(name)
-        metrics = exporter_scrape(address, exporter_target(cluster, name))
-        assert metric_samples(metrics, 'redis_up') == [({}, 1.0)], f'{name}: {metric_samples(metrics, "redis_up")}'
-        assert metric_samples(metrics, 'redis_cluster_state') == [({}, 1.0)], name
-        assert metric_samples(metrics, 'redis_cluster_slots_ok') == [({}, 16384.0)], name
-        assert metric_samples(metrics, 'redis_cluster_slots_fail') == [({}, 0.0)], name
+        metrics = exporter_scrape(address, exporter_target(cluster, name, port))
+        node = f'{name}:{port}'
+        assert metric_samples(metrics, 'redis_up') == [({}, 1.0)], f'{node}: {metric_samples(metrics, "redis_up")}'
+        assert metric_samples(metrics, 'redis_cluster_state') == [({}, 1.0)], node
+        assert metric_samples(metrics, 'redis_cluster_slots_ok') == [({}, 16384.0)], node
+        assert metric_samples(metrics, 'redis_cluster_slots_fail') == [({}, 0.0)], node
         roles = {labels['role'] for labels, dummy in metric_samples(metrics, 'redis_instance_info')}
-        expected = {'master': 'master', 'replica': 'slave'}[topology[f'{address}:{PORT}']['role']]
-        assert roles == {expected}, f'{name}: exporter says {roles}, CLUSTER NODES says {expected}'
+        expected = {'master': 'master', 'replica': 'slave'}[topology[f'{address}:{port}']['role']]
+        assert roles == {expected}, f'{node}: exporter says {roles}, CLUSTER NODES says {expected}'
         # Multi-target mode: /metrics carries the exporter's own metrics, no instance's.
         assert metric_samples(exporter_scrape(address), 'redis_up') == [], name
 
 
 def test_exporter_mode_switch_replaces_the_services(cluster):
     """Last (it changes the deployment): per_instance with --tags exporter stops and disables the multi-target
-    service, which held the port the instance's exporter takes (9121, the first instance's)."""
+    service, which held the port the first instance's exporter takes (9121; the second's is 9122)."""
     run = cluster.playbook('site.yml', extra_vars={'redis_exporter_mode': 'per_instance'}, tags='exporter')
     assert run.returncode == 0, run.output[-6000:]
     for name in cluster.hosts():
-        states = docker('exec', name, 'systemctl', 'is-active', f'redis-exporter@{PORT}', 'redis-exporter', check=False).split()
+        units = [f'redis-exporter@{port}' for port in cluster.ports(name)]
+        states = docker('exec', name, 'systemctl', 'is-active', *units, 'redis-exporter', check=False).split()
         enabled = docker('exec', name, 'systemctl', 'is-enabled', 'redis-exporter', check=False).split()
-        assert states == ['active', 'inactive'] and enabled == ['disabled'], (name, states, enabled)
-        assert metric_samples(exporter_scrape(cluster.address(name)), 'redis_up') == [({}, 1.0)], name
+        assert states == ['active'] * len(units) + ['inactive'] and enabled == ['disabled'], (name, states, enabled)
+        for index, port in enumerate(cluster.ports(name)):
+            scraped = exporter_scrape(cluster.address(name), port=EXPORTER_PORT + index)
+            assert metric_samples(scraped, 'redis_up') == [({}, 1.0)], (name, port)

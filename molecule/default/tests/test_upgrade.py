@@ -1,4 +1,5 @@
-"""A rolling upgrade with playbooks/upgrade.yml under a write load, on the default scenario's six systemd containers.
+"""A rolling upgrade with playbooks/upgrade.yml under a write load, on the default scenario's three systemd containers
+(two instances each).
 
 It runs after tests/test_default.py (pytest takes the files in name order), on the cluster it checked.
 
@@ -33,7 +34,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from containers import (PORT, AckLedger, PacedLedger, PlaybookRecap, ShardSampler, assert_switch_refused, docker, paced_ledger,
+from containers import (AckLedger, PacedLedger, PlaybookRecap, ShardSampler, assert_switch_refused, docker, paced_ledger,
                         unit_down_windows, upgrade_vars)
 from servers import ensure_build  # tests/integration, on the path once containers is imported
 
@@ -62,6 +63,7 @@ class UpgradeRecord:
     name: str
     flavor: str
     version: str
+    hosts: List[str] = field(default_factory=list)
     returncode: int = -1
     output: str = ''
     wall: float = 0.0
@@ -70,7 +72,7 @@ class UpgradeRecord:
     compiled: List[str] = field(default_factory=list)
     unpacked: List[str] = field(default_factory=list)
     sampler: Optional[ShardSampler] = None
-    # Per node address: (stopping, ready) times of its unit during the upgrade, from the container's journal.
+    # Per node address (ip:port): (stopping, ready) times of its unit during the upgrade, from the container's journal.
     down_windows: Dict[str, List[tuple]] = field(default_factory=dict)
     ledger: Optional[PacedLedger] = None
     acknowledged: int = 0
@@ -127,17 +129,23 @@ def hosts_under_task(output: str, task_prefix: str, state: str = 'changed') -> L
     return sorted(set(hosts))
 
 
+def node_key(host: str, port: int) -> str:
+    """How the records name an instance: container:port."""
+    return f'{host}:{port}'
+
+
 def server_info(cluster) -> Dict[str, Dict[str, str]]:
+    """INFO server of every instance, by node_key."""
     keys = ('redis_version', 'valkey_version', 'server_name', 'run_id', 'executable', 'config_file')
     result = {}
-    for host in cluster.hosts():
-        info = cluster.client(host).info('server')
-        result[host] = {key: str(info.get(key, '')) for key in keys}
+    for host, port in cluster.nodes():
+        info = cluster.client(host, port).info('server')
+        result[node_key(host, port)] = {key: str(info.get(key, '')) for key in keys}
     return result
 
 
 def running(servers: Dict[str, Dict[str, str]]) -> Dict[str, tuple]:
-    """(flavor, version) per host from INFO server (Valkey reports redis_version 7.2.4 for compatibility)."""
+    """(flavor, version) per instance from INFO server (Valkey reports redis_version 7.2.4 for compatibility)."""
     return {host: (server['server_name'] or 'redis', server['valkey_version'] or server['redis_version'])
             for host, server in servers.items()}
 
@@ -145,7 +153,7 @@ def running(servers: Dict[str, Dict[str, str]]) -> Dict[str, tuple]:
 def count_keys(cluster, pattern: str) -> int:
     total = 0
     for address in cluster.masters():
-        client = cluster.client(cluster.host_of(address))
+        client = cluster.client_at(address)
         total += sum(1 for dummy in client.scan_iter(match=pattern, count=1000))
     return total
 
@@ -158,7 +166,7 @@ def unit_state(host: str, unit: str) -> Dict[str, str]:
 def settle(cluster, timeout: float = 120) -> None:
     """Every node reports cluster_state ok (before a step starts and before reading what it left)."""
     def settled() -> bool:
-        return all(cluster.client(host).cluster('info').get('cluster_state') == 'ok' for host in cluster.hosts())
+        return all(cluster.client(host, port).cluster('info').get('cluster_state') == 'ok' for host, port in cluster.nodes())
     cluster.wait_for(settled, timeout, what='cluster_state ok on every node')
 
 
@@ -174,7 +182,7 @@ def seed(cluster, name: str) -> AckLedger:
 
 def upgrade(cluster, name: str) -> UpgradeRecord:
     flavor, version, tool_name, dummy = UPGRADES[name]
-    record = UpgradeRecord(name, flavor, version)
+    record = UpgradeRecord(name, flavor, version, hosts=cluster.hosts())
     # This machine's build, packed into the controller cache the role reads (make test's pytest lane may still be
     # making it: this waits for it), so the containers unpack it rather than compile.
     ensure_build(tool_name)
@@ -211,8 +219,8 @@ def upgrade(cluster, name: str) -> UpgradeRecord:
     record.archives_after = sorted(glob.glob(pattern))
     record.compiled = hosts_under_task(recap.output, COMPILE_TASK)
     record.unpacked = hosts_under_task(recap.output, UNPACK_TASK)
-    record.down_windows = {f'{cluster.address(host)}:{PORT}': unit_down_windows(host, f'redis@{PORT}.service', started_epoch - 1)
-                           for host in cluster.hosts()}
+    record.down_windows = {f'{cluster.address(host)}:{port}': unit_down_windows(host, f'redis@{port}.service', started_epoch - 1)
+                           for host, port in cluster.nodes()}
     downtime = {address: [round(ready - stopping, 2) for stopping, ready in windows] for address, windows in record.down_windows.items()}
     print(f'\n[upgrade to {flavor} {version}] rc={recap.returncode}, {record.wall:.0f} s; compiled on {record.compiled or "no host"}, '
           f'unpacked on {record.unpacked}; {record.acknowledged} acknowledged writes, {len(record.write_errors)} refused, '
@@ -235,14 +243,16 @@ def read_after(cluster, record: UpgradeRecord, seeded: AckLedger, prefix: str) -
     record.ledger_keys = count_keys(cluster, f'{prefix}:*')
     record.servers_after = server_info(cluster)
     for host in cluster.hosts():
-        record.units[host] = unit_state(host, f'redis@{PORT}')
         record.other_units[host] = docker('exec', host, 'systemctl', 'list-units', '--all', '--plain', '--no-legend', 'valkey@*').strip()
+    for host, port in cluster.nodes():
+        node = node_key(host, port)
+        record.units[node] = unit_state(host, f'redis@{port}')
         # The path the server was started from (the unit's stable link), resolved now. /proc/<pid>/exe is not
         # readable here: the server runs as another user and a container's root has no CAP_SYS_PTRACE.
-        executable = record.servers_after[host]['executable']
-        record.executables[host] = docker('exec', host, 'readlink', '-f', executable).strip() if executable else ''
-        ldd = docker('exec', host, 'ldd', record.executables[host] or executable, check=False)
-        record.missing_libraries[host] = [line.strip() for line in ldd.splitlines() if 'not found' in line]
+        executable = record.servers_after[node]['executable']
+        record.executables[node] = docker('exec', host, 'readlink', '-f', executable).strip() if executable else ''
+        ldd = docker('exec', host, 'ldd', record.executables[node] or executable, check=False)
+        record.missing_libraries[node] = [line.strip() for line in ldd.splitlines() if 'not found' in line]
     record.report = cluster.info()
 
 
@@ -255,7 +265,8 @@ def refuse(cluster, name: str, after: UpgradeRecord) -> RefusalRecord:
     started = time.monotonic()
     recap = cluster.playbook('playbooks/upgrade.yml', extra_vars=extra_vars)
     print(f'\n[refused {name}] rc={recap.returncode}, {time.monotonic() - started:.0f} s')
-    return RefusalRecord(name, recap, before, server_info(cluster), {host: unit_state(host, f'redis@{PORT}') for host in cluster.hosts()})
+    return RefusalRecord(name, recap, before, server_info(cluster),
+                         {node_key(host, port): unit_state(host, f'redis@{port}') for host, port in cluster.nodes()})
 
 
 @pytest.fixture(scope='module')
@@ -285,7 +296,7 @@ def test_upgrade_playbook_succeeds_from_the_previous_version(step):
 
 def test_compiled_at_most_once_and_cached_for_the_next_run(step):
     assert step.returncode == 0, step.failure_context()
-    hosts = sorted(step.servers_before)
+    hosts = sorted(step.hosts)
     assert len(step.compiled) <= 1, f'{step.flavor} {step.version} compiled on {step.compiled}'
     new_archives = sorted(set(step.archives_after) - set(step.archives_before))
     if step.compiled:
@@ -324,7 +335,7 @@ def test_cluster_state_ok_throughout(step):
 def test_every_node_restarted(step):
     """Every node has a new run id (the process was replaced) ..."""
     assert step.returncode == 0, step.failure_context()
-    same = [host for host in step.servers_before if step.servers_before[host]['run_id'] == step.servers_after[host]['run_id']]
+    same = [node for node in step.servers_before if step.servers_before[node]['run_id'] == step.servers_after[node]['run_id']]
     assert same == [], f'not restarted: {same}'
     # ... by systemd, each once and back up (the journal's stop/ready pairs).
     assert {address: len(windows) for address, windows in step.down_windows.items()} == dict.fromkeys(step.down_windows, 1), \
@@ -359,15 +370,15 @@ def test_key_count_unchanged_except_for_the_ledger(step):
 def test_every_node_runs_the_new_build(step, cluster):
     assert step.returncode == 0, step.failure_context()
     prefix_root = str(cluster.host_vars(cluster.hosts()[0]).get('redis_install_prefix_root', '/opt/hashslot'))
-    for host, server in step.servers_after.items():
+    for node, server in step.servers_after.items():
         if step.flavor == 'valkey':
-            assert server['server_name'] == 'valkey' and server['valkey_version'] == step.version, (host, server)
+            assert server['server_name'] == 'valkey' and server['valkey_version'] == step.version, (node, server)
         else:
-            assert server['redis_version'] == step.version and server['server_name'] in ('', 'redis'), (host, server)
+            assert server['redis_version'] == step.version and server['server_name'] in ('', 'redis'), (node, server)
         # The unit runs the versioned build through the stable link, not the package's /usr/bin binary.
-        assert step.executables[host] == f'{prefix_root}/{step.flavor}-{step.version}/bin/{step.flavor}-server', (host, step.executables[host])
+        assert step.executables[node] == f'{prefix_root}/{step.flavor}-{step.version}/bin/{step.flavor}-server', (node, step.executables[node])
         # The hosts that unpacked another host's build have the libraries it links against.
-        assert step.missing_libraries[host] == [], (host, step.missing_libraries[host])
+        assert step.missing_libraries[node] == [], (node, step.missing_libraries[node])
 
 
 def test_playbook_reports_the_new_version_and_a_second_run_restarts_nothing(step):
@@ -378,17 +389,19 @@ def test_playbook_reports_the_new_version_and_a_second_run_restarts_nothing(step
         assert 'redis_server_name: redis' in step.output, step.failure_context()
     assert step.rerun_returncode == 0, step.rerun_changed
     assert step.rerun_changed == [], step.rerun_changed
-    assert {host: server['run_id'] for host, server in step.rerun_servers.items()} == \
-        {host: server['run_id'] for host, server in step.servers_after.items()}
+    assert {node: server['run_id'] for node, server in step.rerun_servers.items()} == \
+        {node: server['run_id'] for node, server in step.servers_after.items()}
 
 
 def test_units_and_paths_keep_their_names(step):
     """redis_server_name stays 'redis', also once Valkey runs: same unit, configuration file and data."""
     assert step.returncode == 0, step.failure_context()
-    for host, unit in step.units.items():
-        assert unit['ActiveState'] == 'active' and unit['UnitFileState'] == 'enabled', (host, unit)
-        assert step.other_units[host] == '', (host, step.other_units[host])
-        assert step.servers_after[host]['config_file'] == f'/etc/redis/redis-{PORT}.conf', (host, step.servers_after[host])
+    for node, unit in step.units.items():
+        assert unit['ActiveState'] == 'active' and unit['UnitFileState'] == 'enabled', (node, unit)
+        port = node.rsplit(':', 1)[1]
+        assert step.servers_after[node]['config_file'] == f'/etc/redis/redis-{port}.conf', (node, step.servers_after[node])
+    for host, listed in step.other_units.items():
+        assert listed == '', (host, listed)
 
 
 def test_cluster_info_reports_no_problem(step):
@@ -404,5 +417,5 @@ def test_impossible_switch_refused_before_any_change(refusal, cluster):
     """upgrade.yml stops in its checks, names every node in the way, and no node restarts or changes."""
     assert_switch_refused(cluster, refusal.recap, REFUSALS[refusal.name][4])
     assert refusal.servers_after == refusal.servers_before
-    for host, unit in refusal.units.items():
-        assert unit['ActiveState'] == 'active', (host, unit)
+    for node, unit in refusal.units.items():
+        assert unit['ActiveState'] == 'active', (node, unit)
