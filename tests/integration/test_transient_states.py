@@ -21,8 +21,8 @@ from servers import raw_command
 pytestmark = pytest.mark.one_build
 
 LOADED_KEYS = 40000
-# Microseconds per key while loading: 40,000 keys take about 12 s, long enough for ansible-playbook to start and
-# meet the state on a busy machine, short enough to wait out.
+# Microseconds per key while loading: 40,000 keys take about 12 s, short enough to wait out. While a module must meet
+# the state whatever the machine's load, the test holds the load with a longer delay (the server reads it at each key).
 KEY_LOAD_DELAY = '300'
 
 
@@ -84,9 +84,12 @@ def test_loading_member_is_waited_out(cluster, servers):
     restart_loading(loading_replica)
 
     # A bound shorter than the load: the module fails naming the loading node and its state, having changed nothing.
+    # The load is held meanwhile (3 ms a key: the whole load would take 2 minutes).
+    raw_command(loading_replica, 'CONFIG', 'SET', 'key-load-delay', '3000')
     refused = run_tasks([{'hashslot.redis.redis_cluster_node': dict(cluster=master.node, node=other_replica.node, state='absent',
                                                                     transient_timeout=1)}]).result(0)
-    assert loading(loading_replica), 'the replica finished loading before the module met it; raise LOADED_KEYS'
+    assert loading(loading_replica)
+    raw_command(loading_replica, 'CONFIG', 'SET', 'key-load-delay', KEY_LOAD_DELAY)
     assert refused.get('failed') and loading_replica.address in refused['msg'] and 'loading its data set' in refused['msg'], refused
     other_id = raw_command(other_replica, 'CLUSTER', 'MYID')
     assert other_id in raw_command(master, 'CLUSTER', 'NODES')
@@ -119,6 +122,13 @@ def blocked_for(master, seconds: float, command) -> threading.Thread:
     return thread
 
 
+def script_until_killed(client, script: str) -> None:
+    try:
+        client.eval(script, 0)
+    except redis.exceptions.ResponseError as error:
+        assert 'killed' in str(error).lower(), error
+
+
 def real_problems(report):
     # Every node of a loopback cluster is on one host: replicas always share their master's failure domain.
     return [problem for problem in report['problems'] if problem['kind'] != 'replica_same_domain']
@@ -127,18 +137,20 @@ def real_problems(report):
 def test_busy_and_sleeping_masters_are_waited_out(servers):
     cluster = form_cluster(servers, **{'enable-debug-command': 'local', 'busy-reply-threshold': '100', 'cluster-node-timeout': '15000'})
     master, dummy, dummy2 = roles(cluster)
-    spin = "local t = redis.call('TIME')[1] while tonumber(redis.call('TIME')[1]) - t < 8 do end return 1"
+    spin = "local t = redis.call('TIME')[1] while tonumber(redis.call('TIME')[1]) - t < %d do end return 1"
 
-    thread = blocked_for(master, 8, lambda client: client.eval(spin, 0))
+    # The script runs until it is killed (or 120 s), so the module meets it however long ansible-playbook takes to start.
+    thread = blocked_for(master, 120, lambda client: script_until_killed(client, spin % 120))
     with pytest.raises(redis.exceptions.ResponseError, match='^BUSY '):
         raw_command(master, 'DBSIZE')
     busy = run_tasks([{'hashslot.redis.redis_cluster_info': dict(node=master.node, transient_timeout=0.5)}]).result(0)
+    raw_command(master, 'SCRIPT', 'KILL')
     thread.join(30)
-    # If ansible-playbook took longer to start than the script ran, the refusal cannot be seen: the test says so.
-    assert busy.get('failed'), 'the script ended before the module met it'
+    assert not thread.is_alive()
+    assert busy.get('failed'), busy
     assert master.address in busy['msg'] and 'busy running a script' in busy['msg'], busy
 
-    thread = blocked_for(master, 8, lambda client: client.eval(spin, 0))
+    thread = blocked_for(master, 8, lambda client: client.eval(spin % 8, 0))
     waited = run_tasks([{'hashslot.redis.redis_cluster_info': dict(node=master.node)}]).result(0)
     thread.join(30)
     assert not waited.get('failed'), waited
