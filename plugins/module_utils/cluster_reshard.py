@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
     ClusterError, NodeState, discover, layout_of_view, wait_for_agreement,
@@ -17,7 +17,7 @@ from ansible_collections.hashslot.redis.plugins.module_utils.reshard_plan import
 )
 from ansible_collections.hashslot.redis.plugins.module_utils.slot_migration import MigrationSettings, NodeEndpoint, run_moves
 from ansible_collections.hashslot.redis.plugins.module_utils.topology import (
-    ClusterNode, ClusterView, format_ranges, parse_slot_ranges, ranges_to_slots, render_layout, slots_to_ranges,
+    SLOT_COUNT, ClusterNode, ClusterView, format_ranges, parse_slot_ranges, ranges_to_slots, render_layout, slots_to_ranges,
 )
 
 ACTIONS = ('rebalance', 'move', 'drain', 'fix')
@@ -33,12 +33,63 @@ class ClusterSnapshot:
         for state in [self.seed] + list(states.values()):
             if state.myself.is_master and state.node_id not in self.masters:
                 self.masters[state.node_id] = state
-        down = [node.address for node in self.view.masters() if node.id not in self.masters and (node.slots or not node.failed)]
+        self.owners = self._claimed_owners([self.seed] + list(self.masters.values()))
+        owning = set(self.owners)
+        down = [node for node in self.view.masters() if node.id not in self.masters and (node.id in owning or not node.failed)]
         if down:
-            details = '; '.join(f'{address}: {unreachable.get(address, "not readable")}' for address in down)
-            raise ClusterError(f'cannot reshard while a master is unreachable, nothing was changed ({details}); '
-                               'fail over or remove it first')
+            details = '; '.join(f'{node.address}: {unreachable.get(node.address, "not readable")}' for node in down)
+            # A master with slots and a replica may be taken over within the node timeout: that is worth waiting for.
+            error = ClusterError(f'cannot reshard while a master is unreachable, nothing was changed ({details}); '
+                                 'fail over or remove it first')
+            error.waitable = all(node.id in owning and self.view.replicas_of(node.id) for node in down)  # type: ignore[attr-defined]
+            raise error
         self.states = states
+
+    @staticmethod
+    def _claimed_owners(states: Sequence[NodeState]) -> List[Optional[str]]:
+        """Each slot's owner as the cluster decides it: of the owners the nodes' views name, the one with the highest
+        config epoch. A node importing a slot ignores a newer owner of it, so one view alone may be out of date."""
+        best: List[Tuple[int, Optional[str]]] = [(-1, None)] * SLOT_COUNT
+        for state in states:
+            for node in state.view.nodes.values():
+                for start, end in node.slots:
+                    for slot in range(start, end + 1):
+                        if node.config_epoch > best[slot][0]:
+                            best[slot] = (node.config_epoch, node.id)
+        return [owner for dummy, owner in best]
+
+    def unsettled(self) -> Optional[str]:
+        """Why the masters' own claims still contradict each other, or None.
+
+        Each master announces its slots with its config epoch and the highest epoch wins. A master that still claims a
+        slot another master took with a higher epoch (a run stopped between the target's SETSLOT NODE and the
+        source's; a failover) is about to learn it has lost it, and a master that lost its last slot turns into a
+        replica of the node that took it. A plan made before that would send SETSLOT to a node that is no longer a
+        master. Not settling: a claim the loser ignores because it imports the slot (an open slot, repaired later).
+        """
+        best: Dict[int, Tuple[int, str]] = {}
+        for node_id, state in self.masters.items():
+            epoch = state.myself.config_epoch
+            for slot in ranges_to_slots(state.myself.slots):
+                if slot not in best or epoch > best[slot][0]:
+                    best[slot] = (epoch, node_id)
+        for node_id, state in self.masters.items():
+            for slot in ranges_to_slots(state.myself.slots):
+                winner = best[slot][1]
+                if winner != node_id and slot not in state.myself.importing:
+                    return (f'{self.name(node_id)} still claims slot {slot}, which {self.name(winner)} owns with a higher '
+                            'config epoch')
+        return None
+
+    def successor(self, node_id: str) -> Optional[str]:
+        """The reachable master that stands for `node_id` now: itself, or the master it replicates since a failover."""
+        if node_id in self.masters:
+            return node_id
+        node = self.view.nodes.get(node_id)
+        if node is not None and node.is_replica and node.master_id in self.masters:
+            return node.master_id
+        return None
+
 
     def endpoint(self, node_id: str) -> NodeEndpoint:
         node = self.view.nodes[node_id]
@@ -75,11 +126,46 @@ class ClusterSnapshot:
         return [reply if isinstance(reply, int) else 0 for reply in replies]
 
 
-def plan_repairs(snapshot: ClusterSnapshot) -> Tuple[List[SlotMove], List[Tuple[str, int]]]:
+def settled_snapshot(pool: NodePool, host: str, port: int, timeout: float) -> ClusterSnapshot:
+    """A snapshot once the cluster has settled: a master being taken over by its replica, or claims of slots that
+    gossip is about to resolve, are waited out for up to `timeout` seconds, then refused naming what did not settle."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            snapshot = ClusterSnapshot(pool, host, port)
+            reason = snapshot.unsettled()
+        except ClusterError as exc:
+            if not getattr(exc, 'waitable', False) or time.monotonic() >= deadline:
+                raise
+            reason = None
+            snapshot = None
+        if snapshot is not None and reason is None:
+            return snapshot
+        if time.monotonic() >= deadline:
+            raise ClusterError(f'the cluster did not settle within {timeout:g}s, nothing was changed: {reason}')
+        # Connections to nodes that died or changed role are opened again on the next read.
+        pool.close()
+        time.sleep(0.25)
+
+
+class RepairPlan(NamedTuple):
+    forward: List[SlotMove]
+    stable: List[Tuple[str, int]]
+    # (target, slot, source): the target learns the slot's owner before it imports again. A node importing a slot
+    # ignores newer owners of it, and forgets the owner that turned into a replica: it would refuse the keys
+    # (CLUSTERDOWN Hash slot not served).
+    reassign: List[Tuple[str, int, str]]
+
+
+def plan_repairs(snapshot: ClusterSnapshot) -> RepairPlan:
     """Finish or cancel every open slot, deterministically; refuse what would need a guess.
 
-    Forward (complete the move) when the target holds keys of the slot, already owns it, or both
-    sides are marked; cancel (SETSLOT STABLE) when only one side is marked and the target has none.
+    A mark names its peer by node id; a peer that is no longer a master was taken over by its replica, and its
+    successor stands in for it: the master it now replicates, else, for a source, the slot's owner by the cluster's
+    epochs, else, for a target, the only other master holding keys of the slot (the keys its replica received).
+    Forward (complete the move) when the target holds keys of the slot, already owns it, or both sides are marked;
+    cancel (SETSLOT STABLE on every marked node) when the target has none. A target that failed with no successor
+    holding keys is cancelled too: the source still holds every key.
     """
     migrating: Dict[int, Dict[str, str]] = {}
     importing: Dict[int, Dict[str, str]] = {}
@@ -88,38 +174,73 @@ def plan_repairs(snapshot: ClusterSnapshot) -> Tuple[List[SlotMove], List[Tuple[
             migrating.setdefault(slot, {})[node_id] = peer
         for slot, peer in state.myself.importing.items():
             importing.setdefault(slot, {})[node_id] = peer
+    owners = snapshot.owners
     forward: List[SlotMove] = []
     stable: List[Tuple[str, int]] = []
+    reassign: List[Tuple[str, int, str]] = []
     for slot in sorted(set(migrating) | set(importing)):
         mig = migrating.get(slot, {})
         imp = importing.get(slot, {})
         if len(mig) > 1 or len(imp) > 1:
             raise ClusterError(f'slot {slot}: open on several nodes ({", ".join(snapshot.name(node) for node in list(mig) + list(imp))}); '
                                'this needs an operator: close all but one migration with CLUSTER SETSLOT STABLE')
-        if mig:
-            source, target = next(iter(mig.items()))
-            if imp and next(iter(imp.items())) != (target, source):
-                raise ClusterError(f'slot {slot}: {snapshot.name(source)} migrates it to {snapshot.name(target)} but '
-                                   f'{snapshot.name(next(iter(imp)))} imports it from {snapshot.name(next(iter(imp.values())))}; refusing to guess')
-        else:
-            target, source = next(iter(imp.items()))
-        for node_id in (source, target):
-            if node_id not in snapshot.masters:
-                raise ClusterError(f'slot {slot}: {snapshot.name(node_id)} is open on it but not a reachable master; refusing to guess')
+        marked = list(mig) + [node_id for node_id in imp if node_id not in mig]
+        source, target = _open_pair(snapshot, slot, mig, imp, owners[slot])
+        if target is None:
+            # The target failed and nothing stands for it with keys of the slot: every key is still on the source.
+            stable.extend((node_id, slot) for node_id in marked)
+            continue
         holders = [node_id for node_id in snapshot.masters if node_id not in (source, target) and snapshot.key_counts(node_id, [slot])[0]]
         if holders:
             raise ClusterError(f'slot {slot}: keys also on {", ".join(snapshot.name(node) for node in holders)}, outside the open migration; refusing to guess')
         target_keys = snapshot.key_counts(target, [slot])[0]
-        target_owns = snapshot.masters[target].view.slot_owners()[slot] == target
-        if (mig and imp) or target_keys or target_owns:
+        target_sees = snapshot.masters[target].view.slot_owners()[slot]
+        if (mig and imp) or target_keys or target_sees == target:
             forward.append(SlotMove(source, target, (slot,)))
+            if target_sees not in (source, target):
+                reassign.append((target, slot, source))
         else:
-            stable.append((source if mig else target, slot))
-    return merge_moves(forward), stable
+            stable.extend((node_id, slot) for node_id in marked)
+    return RepairPlan(merge_moves(forward), stable, reassign)
+
+
+def _open_pair(snapshot: ClusterSnapshot, slot: int, mig: Dict[str, str], imp: Dict[str, str],
+               owner: Optional[str]) -> Tuple[str, Optional[str]]:
+    """(source, target) of one open slot, each a reachable master; target None: cancel. Refuses contradictions."""
+    mig_node, mig_peer = next(iter(mig.items()), (None, None))
+    imp_node, imp_peer = next(iter(imp.items()), (None, None))
+    source = mig_node
+    if source is None:
+        source = snapshot.successor(imp_peer)
+        if source is None and owner in snapshot.masters and owner != imp_node:
+            source = owner
+    target = imp_node if imp_node is not None else snapshot.successor(mig_peer)
+    if mig_node is not None and imp_node is not None:
+        if snapshot.successor(mig_peer) != imp_node or snapshot.successor(imp_peer) not in (mig_node, None):
+            raise ClusterError(f'slot {slot}: {snapshot.name(mig_node)} migrates it to {snapshot.name(mig_peer)} but '
+                               f'{snapshot.name(imp_node)} imports it from {snapshot.name(imp_peer)}; refusing to guess. '
+                               'Close one side with CLUSTER SETSLOT <slot> STABLE, then run action=fix')
+    if source is None:
+        raise ClusterError(f'slot {slot}: {snapshot.name(imp_node)} imports it from {snapshot.name(imp_peer)}, which is not a '
+                           'reachable master and was taken over by none; bring it back, or close the slot with '
+                           f'CLUSTER SETSLOT {slot} STABLE on {snapshot.name(imp_node)} once its keys are where they belong')
+    if target is None:
+        holders = sorted(node_id for node_id in snapshot.masters if node_id != source and snapshot.key_counts(node_id, [slot])[0])
+        if len(holders) > 1:
+            raise ClusterError(f'slot {slot}: {snapshot.name(source)} migrates it to {snapshot.name(mig_peer)}, which is not a '
+                               f'reachable master, and keys of it are on several masters ({", ".join(snapshot.name(node) for node in holders)}); '
+                               'refusing to guess')
+        if holders:
+            target = holders[0]
+        elif mig_peer in snapshot.view.nodes and not snapshot.view.nodes[mig_peer].failed:
+            # Not failed, only unreachable from here: it may hold keys of the slot.
+            raise ClusterError(f'slot {slot}: {snapshot.name(source)} migrates it to {snapshot.name(mig_peer)}, which is not '
+                               'reachable; bring it back or fail it over, then run again')
+    return source, target
 
 
 def _owned_after(snapshot: ClusterSnapshot, forward: Sequence[SlotMove]) -> Tuple[List[Optional[str]], Dict[str, List[int]]]:
-    owners = snapshot.view.slot_owners()
+    owners = list(snapshot.owners)
     for move in forward:
         for slot in move.slots:
             owners[slot] = move.target
@@ -173,8 +294,8 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
     if action not in ACTIONS:
         raise ClusterError(f'action must be one of {", ".join(ACTIONS)}, got {action}')
     started = time.monotonic()
-    snapshot = ClusterSnapshot(pool, host, port)
-    forward, stable = plan_repairs(snapshot)
+    snapshot = settled_snapshot(pool, host, port, wait_timeout)
+    forward, stable, reassign = plan_repairs(snapshot)
     owners, owned = _owned_after(snapshot, forward)
     assign: List[Tuple[str, List[int]]] = []
     moves: List[SlotMove] = []
@@ -198,11 +319,12 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
             if not source:
                 raise ClusterError('action=drain needs source')
             source_node = snapshot.find(source['host'], source['port'])
-            if source_node.id not in snapshot.masters:
-                raise ClusterError(f'{source_node.address}: is not a master; only a master owns slots to drain')
-            participants = _weights(snapshot, owned, weights, use_empty_masters)
-            participants[source_node.id] = 0.0
-            moves = plan_drain(owned, source_node.id, participants) if owned.get(source_node.id) else []
+            if source_node.id in snapshot.masters and owned.get(source_node.id):
+                participants = _weights(snapshot, owned, weights, use_empty_masters)
+                participants[source_node.id] = 0.0
+                moves = plan_drain(owned, source_node.id, participants)
+            # Else it owns nothing: already drained. A master that gave its last slot away turns into a replica of the
+            # node that took it (cluster-allow-replica-migration), as when a drain stopped part-way is run again.
 
     names = {node_id: snapshot.name(node_id) for node_id in snapshot.view.nodes}
     actions: List[Dict] = [dict(action='stable', node=names[node_id], slot=slot) for node_id, slot in stable]
@@ -236,6 +358,10 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
             reply = snapshot.masters[node_id].client.pipeline([('CLUSTER', 'SETSLOT', slot, 'STABLE')])[0]
             if isinstance(reply, Exception):
                 raise ClusterError(f'{names[node_id]}: CLUSTER SETSLOT {slot} STABLE failed: {reply}', changed=True)
+        for node_id, slot, owner in reassign:
+            reply = snapshot.masters[node_id].client.pipeline([('CLUSTER', 'SETSLOT', slot, 'NODE', owner)])[0]
+            if isinstance(reply, Exception):
+                raise ClusterError(f'{names[node_id]}: CLUSTER SETSLOT {slot} NODE {owner} failed: {reply}', changed=True)
         stats = run_moves(pool.options, forward, endpoints, settings) if forward else None
         for node_id, assigned in assign:
             client = snapshot.masters[node_id].client

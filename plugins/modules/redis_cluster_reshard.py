@@ -11,7 +11,12 @@ short_description: Move hash slots and their keys between masters - rebalance, m
 version_added: 0.1.0
 description:
   - Before any action, a migration left half-done (slots C(MIGRATING) or C(IMPORTING)) is finished, or cancelled when the
-    target holds none of its keys, so re-running after an interrupted run converges with no key lost.
+    target holds none of its keys, so re-running after an interrupted run converges with no key lost. When the source
+    or the target was taken over by its replica meanwhile, the migration is finished with the new master (the one the
+    failed node now replicates, the slot's owner by config epoch, or the only master holding keys of the slot).
+  - Before planning, waits up to O(wait_timeout) for the cluster to settle - a master still claiming a slot another
+    master took with a higher epoch, a master with slots unreachable while its replica may take over - then fails
+    naming what did not settle, having changed nothing.
   - C(rebalance) gives every master a slot count proportional to O(weights), doing nothing while every master is
     within O(threshold) percent of its share.
   - C(move) gives O(slots) to O(target). C(drain) gives all of O(source)'s slots to the other masters in proportion to
@@ -104,7 +109,7 @@ options:
     type: bool
     default: false
   wait_timeout:
-    description: Seconds to wait for every master to agree on the slot map afterwards.
+    description: Seconds to wait for the cluster to settle before planning, and for every master to agree on the slot map afterwards.
     type: float
     default: 60
 extends_documentation_fragment:

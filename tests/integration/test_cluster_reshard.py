@@ -124,6 +124,47 @@ def test_move_and_drain_under_load(build, cluster):
     assert abs(owners[nodes[1]['address']] - owners[nodes[2]['address']]) <= 1
 
 
+def slots_of(node):
+    return [slot for part in node['slots'] for slot in range(int(part.split('-')[0]), int(part.split('-')[-1]) + 1)]
+
+
+@pytest.mark.per_lineage
+def test_drain_stopped_after_its_last_slot_left_is_completed(build, cluster):
+    """A drain stopped between the target's SETSLOT NODE for the source's last slot and the source's own: the source
+    learns from the target's epoch that it lost the slot and turns into a replica of the target while the drain runs
+    again. The run waits for that, reports the source drained, and the run after it changes nothing."""
+    nodes, dummy = masters(cluster)
+    keys = tagged_keys(None, 'last', 40)
+    client = cluster_client(cluster)
+    slot = client.keyslot(keys[0])
+    source = next(node for node in nodes if slot in slots_of(node))
+    target = next(node for node in nodes if node is not source)
+    src, dst = source['server'], target['server']
+    mine = slots_of(source)
+    others = [f'{mine[0]}-{slot - 1}' if slot > mine[0] else None, f'{slot + 1}-{mine[-1]}' if slot < mine[-1] else None]
+    others = [part for part in others if part]
+    moved = run_module('redis_cluster_reshard', node=cluster[0].node, action='move', target=dst.node, slots=others)
+    assert not moved.get('failed'), moved
+    for key in keys:
+        client.set(key, key)
+    client.close()
+    # What the stopped drain left: the keys moved, the target owning the slot with a new epoch, the source still open.
+    raw_command(dst, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', source['id'])
+    raw_command(src, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', target['id'])
+    raw_command(src, 'MIGRATE', '127.0.0.1', dst.port, '', 0, 5000, 'KEYS', *keys)
+    raw_command(dst, 'CLUSTER', 'SETSLOT', slot, 'NODE', target['id'])
+    drain = {'hashslot.redis.redis_cluster_reshard': {'node': dst.node, 'action': 'drain', 'source': src.node}}
+    drained, again = run_tasks([drain, drain]).results
+    assert not drained.get('failed') and not again.get('failed'), (drained, again)
+    assert again['changed'] is False, again
+    client = cluster_client(cluster)
+    assert [client.get(key) for key in keys] == keys
+    client.close()
+    assert raw_command(src, 'ROLE')[0] in ('slave', 'replica')
+    check = cluster_check(build, dst)
+    assert check.returncode == 0, check.stdout[-1500:]
+
+
 @pytest.mark.per_lineage
 def test_scale_in_with_drain_true(build, cluster, servers):
     extra = servers.start(1)[0]
@@ -202,6 +243,42 @@ def test_fix_repairs_each_half_migrated_state(build, cluster):
         client.close()
         check = cluster_check(build, cluster[0])
         assert check.returncode == 0, (state, check.stdout[-1500:])
+
+
+def replica_of(cluster, master):
+    return next(server for server in cluster if server is not master and raw_command(server, 'ROLE')[0] in ('slave', 'replica')
+                and int(raw_command(server, 'ROLE')[2]) == master.port)
+
+
+@pytest.mark.per_lineage
+def test_fix_finishes_a_migration_whose_source_or_target_failed_over(build, cluster):
+    """Half of a slot's keys moved, then the source (and in a second round the target) killed: its replica takes over,
+    the killed server comes back as a replica of it. fix finishes the migration with the new master; no key is lost."""
+    for side in ('source', 'target'):
+        src, dst, slot, keys = open_state(cluster, 'both_partly_moved')
+        victim = src if side == 'source' else dst
+        heir = replica_of(cluster, victim)
+        assert raw_command(victim, 'WAIT', 1, 5000) == 1
+        victim.kill()
+        deadline = time.monotonic() + 30
+        while raw_command(heir, 'ROLE')[0] != 'master':
+            assert time.monotonic() < deadline, f'{heir.address} did not take over from {victim.address}'
+            time.sleep(0.1)
+        # Back with its old nodes.conf (it still believes it is a master): the module waits until it learns otherwise.
+        victim.start()
+        seed = next(server for server in cluster if server is not victim)
+        run = run_tasks([{'hashslot.redis.redis_cluster_reshard': {'node': seed.node, 'action': 'fix'}}] * 2)
+        fixed, again = run.results
+        assert not fixed.get('failed'), (side, fixed)
+        assert fixed['changed'] is True and again['changed'] is False and not again.get('failed'), (side, fixed, again)
+        assert raw_command(victim, 'ROLE')[0] in ('slave', 'replica')
+        client = cluster_client([seed])
+        assert [client.get(key) for key in keys] == keys, side
+        for key in keys:
+            client.delete(key)
+        client.close()
+        check = cluster_check(build, seed)
+        assert check.returncode == 0, (side, check.stdout[-1500:])
 
 
 @pytest.mark.one_build
