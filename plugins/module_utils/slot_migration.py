@@ -12,11 +12,12 @@ code finishes a migration that an interrupted run left open.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import ClusterError
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import ConnectionOptions, NodeClient, NodeError, NodePool
@@ -29,6 +30,12 @@ SETSLOT_RETRIES = 20
 MIGRATE_RETRIES = 6
 # Longest rejoin delay Redis imposes on a master (cluster-node-timeout is clamped to 5 s there), with margin.
 CLUSTERDOWN_WAIT = 15.0
+# The source runs pipelined MIGRATEs one after the other, and each waits up to its timeout on every I/O step when the
+# target has stopped answering (paused, partitioned): at most MIGRATE_WINDOW of them are sent in one round trip, first
+# with a timeout of at most QUICK_MIGRATE_TIMEOUT ms. A MIGRATE that times out is followed by a PING of the target;
+# only a target that answers gets the full migrate_timeout (a large key), one that does not ends the run, naming it.
+MIGRATE_WINDOW = 4
+QUICK_MIGRATE_TIMEOUT = 5000
 
 
 @dataclass
@@ -97,9 +104,10 @@ class StreamMigrator:
             try:
                 replies = self.client(endpoint).pipeline([('CLUSTER', 'SETSLOT', slot, *words(slot)) for slot in pending])
             except NodeError as exc:
-                # UNBLOCKED closes the connection; reconnect and send again.
+                # UNBLOCKED closes the connection; reconnect and send again. A node that does not answer at all (paused,
+                # partitioned) is not waited for again: the run ends naming it, within command_timeout.
                 self.pool.drop(endpoint.address)
-                if attempt + 1 == SETSLOT_RETRIES:
+                if attempt + 1 == SETSLOT_RETRIES or 'timeout' in exc.reason.lower() or 'timed out' in exc.reason.lower():
                     raise ClusterError(f'{endpoint.address}: CLUSTER SETSLOT failed: {exc}', changed=True) from exc
                 time.sleep(0.05)
                 continue
@@ -153,13 +161,37 @@ class StreamMigrator:
                 f"source's values", changed=True)
         return list(keys)
 
+    def _target_silent(self) -> Optional[str]:
+        """Why the target does not answer a PING within connect_timeout, or None when it answers (a transient refusal,
+        LOADING or BUSY, is an answer: the node is alive)."""
+        options = dataclasses.replace(self.options, command_timeout=self.options.connect_timeout, transient_timeout=0.0)
+        probe = NodeClient(self.target.host, self.target.port, options)
+        try:
+            probe.connect()
+            probe.call('PING')
+            return None
+        except NodeError as exc:
+            return None if exc.state else exc.reason
+        finally:
+            probe.close()
+
+    def _migrate_window(self, source: NodeClient, work: Sequence[Tuple[int, Sequence[bytes]]], replace: Dict[int, bool],
+                        timeout: Dict[int, int]) -> List:
+        """MIGRATE for each (slot, keys), MIGRATE_WINDOW at a time; the source's read timeout covers the three I/O steps
+        of the longest."""
+        replies: List = []
+        for start in range(0, len(work), MIGRATE_WINDOW):
+            window = work[start:start + MIGRATE_WINDOW]
+            source.set_timeout(max(timeout[slot] for slot, dummy in window) / 1000.0 * 3 + 10)
+            replies += source.pipeline([self._migrate_command(keys, replace[slot], timeout[slot]) for slot, keys in window])
+        return replies
+
     def move_keys(self, slots: Sequence[int]) -> None:
         batch = {slot: self.settings.pipeline for slot in slots}
-        timeout = {slot: self.settings.migrate_timeout for slot in slots}
+        timeout = {slot: min(self.settings.migrate_timeout, QUICK_MIGRATE_TIMEOUT) for slot in slots}
         replace = {slot: False for slot in slots}
         failures = {slot: 0 for slot in slots}
         source = self.client(self.source)
-        source.set_timeout(max(30.0, self.settings.migrate_timeout / 1000.0 * 3 + 10))
         pending = list(slots)
         clusterdown_deadline = time.monotonic() + CLUSTERDOWN_WAIT
         while pending:
@@ -172,7 +204,7 @@ class StreamMigrator:
                     work.append((slot, keys))
             if not work:
                 return
-            replies = source.pipeline([self._migrate_command(keys, replace[slot], timeout[slot]) for slot, keys in work])
+            replies = self._migrate_window(source, work, replace, timeout)
             self.stats.add(calls=len(work))
             pending = []
             for (slot, keys), reply in zip(work, replies):
@@ -189,13 +221,21 @@ class StreamMigrator:
                     self._resolve_busy_keys(slot, keys)
                     replace[slot] = True
                 elif 'IOERR' in text or 'timeout' in text.lower():
+                    silent = self._target_silent()
+                    if silent:
+                        raise ClusterError(f'{self.target.address}: stopped answering during MIGRATE of slot {slot} from {self.source.address} '
+                                           f'({text}; PING: {silent}); slot {slot} is left open: run again once the node answers, or once '
+                                           'its replica has taken over (after cluster-node-timeout)', changed=True)
                     # A large key: fewer keys per MIGRATE and more time for each I/O step.
-                    failures[slot] += 1
-                    if failures[slot] > MIGRATE_RETRIES:
-                        raise ClusterError(f'{self.source.address}: MIGRATE of slot {slot} to {self.target.address} keeps failing: {text}; '
-                                           'raise migrate_timeout', changed=True)
+                    if timeout[slot] < self.settings.migrate_timeout:
+                        timeout[slot] = self.settings.migrate_timeout
+                    else:
+                        failures[slot] += 1
+                        if failures[slot] > MIGRATE_RETRIES:
+                            raise ClusterError(f'{self.source.address}: MIGRATE of slot {slot} to {self.target.address} keeps failing: {text}; '
+                                               'raise migrate_timeout', changed=True)
+                        timeout[slot] = timeout[slot] * 2
                     batch[slot] = max(1, batch[slot] // 10)
-                    timeout[slot] = timeout[slot] * 2
                 else:
                     raise ClusterError(f'{self.source.address}: MIGRATE of slot {slot} to {self.target.address} failed: {text}', changed=True)
 

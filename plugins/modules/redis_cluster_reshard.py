@@ -25,6 +25,13 @@ description:
   - Slots move in batches; C(SETSLOT) and C(MIGRATE) are pipelined across the batch, O(pipeline) keys go in each
     C(MIGRATE), and O(parallel) source-to-target streams run at once. A large key that times out is retried in
     smaller batches with a longer timeout.
+  - No run waits long on a node that stopped answering (paused, partitioned). At most four C(MIGRATE) commands are
+    pipelined at a time, first with a timeout of min(O(migrate_timeout), 5000) ms; when one times out the target is
+    sent a C(PING), and a target that does not answer within O(connect_timeout) ends the run, naming it, after at most
+    4 x min(O(migrate_timeout), 5000) ms + O(connect_timeout). A source that stops answering ends it when the read of
+    one C(MIGRATE) has waited 3 x its timeout + 10 s; any other node when a command has waited 30 s. The slot is left
+    open, and once the node is back or its replica has taken over (after C(cluster-node-timeout)) the next run
+    finishes it.
   - A key already present on the target (left by a C(MIGRATE) cut short) is replaced only when both values are equal,
     unless O(replace=true).
   - Works on Redis 7 and 8 and on Valkey 8, whose C(NOREPLICAS) and C(UNBLOCKED) answers to C(SETSLOT) are retried.
@@ -101,7 +108,10 @@ options:
     type: int
     default: 128
   migrate_timeout:
-    description: Milliseconds C(MIGRATE) may wait on each I/O step; doubled for a slot whose keys time out.
+    description:
+      - Milliseconds C(MIGRATE) may wait on each I/O step of a large key; doubled for a slot whose keys keep timing out.
+      - A first C(MIGRATE) of each slot waits at most 5000 ms (or this, if less); the full value is given only once the
+        target has answered a C(PING), so a target that stopped answering is found quickly.
     type: int
     default: 60000
   replace:

@@ -360,6 +360,65 @@ def test_killed_run_is_completed_by_the_next(build, cluster, servers):
     assert run_module('redis_cluster_reshard', node=cluster[0].node)['changed'] is False
 
 
+@pytest.mark.one_build
+@pytest.mark.parametrize('side', ['target', 'source'])
+def test_node_paused_mid_migration_ends_the_run_in_bounded_time(build, cluster, servers, side):
+    """SIGSTOP of the target (or the source) of a move in progress, for longer than cluster-node-timeout: the run fails
+    within the documented bound naming the node, instead of waiting on MIGRATE timeouts slot after slot; the node's
+    replica takes over meanwhile, and once the paused server is back (as a replica), the next runs finish the work."""
+    load_keys(cluster, 20000)
+    nodes, dummy = masters(cluster)
+    source, target = nodes[0], nodes[1]
+    victim = source['server'] if side == 'source' else target['server']
+    heir = replica_of(cluster, victim)
+    migrate_timeout = 2000
+    # The bound: a silent target after MIGRATE_WINDOW quick MIGRATEs and a PING; a silent source when the read of
+    # one MIGRATE's three I/O steps times out. Plus ansible-playbook's own start and end on a busy machine.
+    bound = {'target': 4 * migrate_timeout / 1000 + 5, 'source': 3 * migrate_timeout / 1000 + 10}[side] + 20
+    playbook = os.path.join(servers.root, 'move.yml')
+    with open(playbook, 'w') as handle:
+        yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
+            {'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node, 'action': 'move', 'slots': source['slots'],
+                                                      'target': target['server'].node, 'pipeline': 10, 'parallel': 1, 'slot_batch': 16,
+                                                      'migrate_timeout': migrate_timeout}}]}], handle)
+    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', playbook]
+    before = raw_command(target['server'], 'DBSIZE')
+    process = subprocess.Popen(command, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while raw_command(target['server'], 'DBSIZE') < before + 1000:
+        assert time.monotonic() < deadline and process.poll() is None, 'the move ended before it could be interrupted'
+        time.sleep(0.05)
+    victim.pause()
+    paused = time.monotonic()
+    try:
+        output, dummy = process.communicate(timeout=bound + 60)
+        took = time.monotonic() - paused
+        deadline = time.monotonic() + 30
+        while raw_command(heir, 'ROLE')[0] != 'master':
+            assert time.monotonic() < deadline, f'{heir.address} did not take over from the paused {victim.address}'
+            time.sleep(0.1)
+    finally:
+        victim.resume()
+    assert process.returncode != 0 and victim.address in output, output[-3000:]
+    assert took < bound, f'the run ended {took:.1f} s after the pause (bound {bound:.0f} s)'
+    # The paused server learns it was failed over; the next runs wait for that, then finish the open slots (with the
+    # new master) and, for a paused source, the rest of the move from the master that now owns those slots.
+    tasks = [{'hashslot.redis.redis_cluster_reshard': {'node': heir.node, 'action': 'fix'}}]
+    if side == 'source':
+        tasks.append({'hashslot.redis.redis_cluster_reshard': {'node': heir.node, 'action': 'move', 'slots': source['slots'],
+                                                               'target': target['server'].node}})
+    tasks.append(dict(tasks[-1]))
+    run = run_tasks(tasks)
+    for result in run.results:
+        assert not result.get('failed'), result
+    assert run.results[-1]['changed'] is False
+    assert_healthy(build, cluster, 20000)
+    client = cluster_client([heir])
+    values = client.mget_nonatomic([f'bulk:{number}' for number in range(20000)])
+    assert values == [f'value-{number}' for number in range(20000)]
+    client.close()
+
+
 @pytest.mark.per_lineage
 def test_large_key_migrates_without_timeout_or_failover(build, cluster):
     client = cluster_client(cluster)
