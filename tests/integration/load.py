@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -21,7 +21,7 @@ class AckLedger:
     """
 
     def __init__(self, addresses: List[str], max_writes: int = 200000, max_seconds: float = 120.0, prefix: str = 'ledger',
-                 password: Optional[str] = None, rate: Optional[float] = 250.0):
+                 password: Optional[str] = None, rate: Optional[float] = 250.0, counters: int = 0):
         self.startup = [ClusterNode(*address.rsplit(':', 1)) for address in addresses]
         self.max_writes = max_writes
         self.max_seconds = max_seconds
@@ -29,6 +29,13 @@ class AckLedger:
         self.password = password
         self.rate = rate
         self.acknowledged: Dict[str, str] = {}
+        # Besides the unique keys, `counters` counters spread over the slots (redis-rb-cluster's consistency test): each
+        # write is followed by an INCR of one of them. A lost update shows as a counter below its last acknowledged
+        # value, read back at the end or answered by a later INCR (`regressions`).
+        self.counter_keys = [f'{prefix}:counter:{index}' for index in range(counters)]
+        self.counter_acked: Dict[str, int] = {key: 0 for key in self.counter_keys}
+        self.counter_tried: Dict[str, int] = {key: 0 for key in self.counter_keys}
+        self.regressions: List[Tuple[str, str]] = []
         # Writes tried so far: keys <prefix>:0 .. <prefix>:attempted-1 (a failed one may still have landed).
         self.attempted = 0
         self.errors: List[str] = []
@@ -64,11 +71,35 @@ class AckLedger:
                 time.sleep(0.01)
             else:
                 self.acknowledged[key] = str(number)
+            if self.counter_keys:
+                self._increment(client, self.counter_keys[number % len(self.counter_keys)])
             number += 1
             self.attempted = number
         client.close()
 
+    def _increment(self, client: RedisCluster, counter: str) -> None:
+        self.counter_tried[counter] += 1
+        try:
+            value = int(client.incr(counter))
+        except (redis.RedisError, AttributeError, KeyError, TypeError) as exc:
+            self.errors.append(f'{counter}: INCR: {type(exc).__name__}: {exc}')
+            return
+        # A value at or below the last acknowledged one: an acknowledged increment was lost.
+        if value <= self.counter_acked[counter]:
+            self.regressions.append((counter, f'INCR answered {value} after {self.counter_acked[counter]} was acknowledged'))
+        self.counter_acked[counter] = max(value, self.counter_acked[counter])
+
+    @property
+    def keys_written(self) -> int:
+        """Keys the ledger put in the cluster: its acknowledged keys and its counters (made at start)."""
+        return len(self.acknowledged) + len(self.counter_keys)
+
     def start(self) -> 'AckLedger':
+        if self.counter_keys:
+            client = self._client()
+            for counter in self.counter_keys:
+                client.set(counter, 0)
+            client.close()
         self._thread.start()
         return self
 
@@ -82,9 +113,16 @@ class AckLedger:
         self._thread.join(timeout=30)
 
     def lost(self) -> Dict[str, object]:
-        """Acknowledged keys whose value is not readable afterwards."""
+        """Acknowledged keys whose value is not readable afterwards, counters read below their last acknowledged value
+        (or above every increment tried), and regressions seen while writing."""
         client = self._client()
         missing: Dict[str, object] = {}
+        for counter in self.counter_keys:
+            value = int(client.get(counter) or 0)
+            if not self.counter_acked[counter] <= value <= self.counter_tried[counter]:
+                missing[counter] = f'{value}, acknowledged {self.counter_acked[counter]} of {self.counter_tried[counter]} tried'
+        for counter, regression in self.regressions:
+            missing[f'{counter} (while writing)'] = regression
         keys = list(self.acknowledged)
         for start in range(0, len(keys), 500):
             batch = keys[start:start + 500]

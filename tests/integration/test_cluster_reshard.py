@@ -68,14 +68,14 @@ def test_rebalance_onto_new_master_under_load(build, cluster, servers):
     assert all(move['keys'] > 0 for move in planned['moves'])
     assert cluster_nodes_snapshot(everyone) == before, 'check mode wrote to a node'
 
-    ledger = AckLedger([server.address for server in cluster]).start()
+    ledger = AckLedger([server.address for server in cluster], counters=64).start()
     ledger.wait_for_writes(1000)
     result = run_module('redis_cluster_reshard', diff=True, node=cluster[0].node, pipeline=100, parallel=2)
     ledger.stop()
     assert not result.get('failed'), result
     assert result['changed'] is True and result['moved_slots'] == 4096 and result['moved_keys'] >= 4000
     assert ledger.lost() == {}
-    assert_healthy(build, everyone, 20000 + len(ledger.acknowledged))
+    assert_healthy(build, everyone, 20000 + ledger.keys_written)
     assert raw_command(new_master, 'CLUSTER', 'COUNTKEYSINSLOT', 0) >= 0
     assert run_module('redis_cluster_reshard', node=cluster[0].node)['changed'] is False
 
@@ -104,7 +104,7 @@ def test_move_and_drain_under_load(build, cluster):
     load_keys(cluster, 10000)
     nodes, dummy = masters(cluster)
     source, target = nodes[0], nodes[1]
-    ledger = AckLedger([server.address for server in cluster]).start()
+    ledger = AckLedger([server.address for server in cluster], counters=64).start()
     ledger.wait_for_writes(500)
     moved = run_module('redis_cluster_reshard', node=cluster[0].node, action='move', slots=[source['slots'][0].split('-')[0], '100-199'],
                        target=target['server'].node)
@@ -117,7 +117,7 @@ def test_move_and_drain_under_load(build, cluster):
     assert not drained.get('failed'), drained
     # An emptied master turns into a replica (cluster-allow-replica-migration), so its own DBSIZE says nothing.
     assert ledger.lost() == {}
-    assert_healthy(build, cluster, 10000 + len(ledger.acknowledged))
+    assert_healthy(build, cluster, 10000 + ledger.keys_written)
     after, dummy = masters(cluster)
     owners = {node['address']: node['slot_count'] for node in after if node['slot_count']}
     assert source['address'] not in owners and sum(owners.values()) == 16384
@@ -296,14 +296,14 @@ def test_thousand_open_slots_are_repaired(build, cluster):
         keys = raw_command(source['server'], 'CLUSTER', 'GETKEYSINSLOT', slot, 1000)
         if keys:
             raw_command(source['server'], 'MIGRATE', '127.0.0.1', target['server'].port, '', 0, 5000, 'KEYS', *keys)
-    ledger = AckLedger([server.address for server in cluster]).start()
+    ledger = AckLedger([server.address for server in cluster], counters=64).start()
     ledger.wait_for_writes(500)
     fixed = run_module('redis_cluster_reshard', node=cluster[0].node, action='fix')
     ledger.stop()
     assert not fixed.get('failed'), fixed
     assert fixed['moved_slots'] == 1000
     assert ledger.lost() == {}
-    assert_healthy(build, cluster, 30000 + len(ledger.acknowledged))
+    assert_healthy(build, cluster, 30000 + ledger.keys_written)
     client = cluster_client(cluster)
     values = client.mget_nonatomic([f'bulk:{number}' for number in range(30000)])
     assert values == [f'value-{number}' for number in range(30000)]
@@ -331,7 +331,7 @@ def test_killed_run_is_completed_by_the_next(build, cluster, servers):
     run_module('redis_cluster_node', cluster=cluster[0].node, node=new_master.node, role='master')
     everyone = cluster + [new_master]
     load_keys(everyone, 60000)
-    ledger = AckLedger([server.address for server in cluster]).start()
+    ledger = AckLedger([server.address for server in cluster], counters=64).start()
     playbook = os.path.join(servers.root, 'reshard.yml')
     with open(playbook, 'w') as handle:
         yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
@@ -356,7 +356,7 @@ def test_killed_run_is_completed_by_the_next(build, cluster, servers):
     assert not resumed.get('failed'), resumed
     assert resumed['changed'] is True
     assert ledger.lost() == {}
-    assert_healthy(build, everyone, 60000 + len(ledger.acknowledged))
+    assert_healthy(build, everyone, 60000 + ledger.keys_written)
     assert run_module('redis_cluster_reshard', node=cluster[0].node)['changed'] is False
 
 
