@@ -12,7 +12,7 @@ from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
     ClusterError, NodeState, layout_of_view, read_node, wait_for_agreement, wait_until,
 )
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, NodePool
-from ansible_collections.hashslot.redis.plugins.module_utils.topology import render_layout
+from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterNode, render_layout
 
 FAILOVER_MODES = ('default', 'force', 'takeover')
 # Redis aborts a manual failover the master does not complete within 5 s (CLUSTER_MF_TIMEOUT);
@@ -45,6 +45,24 @@ def plan_failover(seed: NodeState, mode: str) -> Dict:
                 old_master=master, master_address=master_address)
 
 
+def _refuse_open_slots(pool: NodePool, master: ClusterNode, seed: NodeState) -> None:
+    """A planned failover of a master with a slot open (a reshard running, or one stopped part-way) is refused: the
+    replica does not inherit the MIGRATING marks on Redis, so the migration would be left for a repair."""
+    try:
+        state = read_node(pool.get(master.host, master.port))
+    except NodeError as exc:
+        raise ClusterError(f'cannot fail over {seed.address}: its master {master.address} cannot be read ({exc}); '
+                           'a default failover needs it, use mode=force when it is down') from exc
+    open_slots = [f'{slot} (migrating to {seed.view.nodes[peer].address if peer in seed.view.nodes else peer})'
+                  for slot, peer in sorted(state.myself.migrating.items())]
+    open_slots += [f'{slot} (importing from {seed.view.nodes[peer].address if peer in seed.view.nodes else peer})'
+                   for slot, peer in sorted(state.myself.importing.items())]
+    if open_slots:
+        raise ClusterError(f'{seed.address}: its master {master.address} has slots open: {", ".join(open_slots[:5])}'
+                           f'{" ..." if len(open_slots) > 5 else ""}; a reshard is running or stopped part-way. Let it finish, '
+                           'or run hashslot.redis.redis_cluster_reshard with action=fix, then fail over; nothing was changed')
+
+
 def _predicted(seed: NodeState, old_master_id: Optional[str]) -> List[Dict]:
     entries = layout_of_view(seed.view)
     myself = seed.myself
@@ -68,6 +86,8 @@ def promote_replica(pool: NodePool, host: str, port: int, mode: str, timeout: fl
     except NodeError as exc:
         raise ClusterError(f'cannot fail over: {exc}') from exc
     plan = plan_failover(seed, mode)
+    if plan['actions'] and mode == 'default' and plan['old_master'] is not None:
+        _refuse_open_slots(pool, plan['old_master'], seed)
     before = render_layout(layout_of_view(seed.view))
     result: Dict = dict(changed=bool(plan['actions']), actions=plan['actions'], node=seed.address)
     if not plan['actions']:

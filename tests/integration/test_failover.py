@@ -59,6 +59,16 @@ def test_failover_refusals(cluster, servers):
     replica = next(node for node in report['nodes'] if node['role'] == 'replica')
     master = next(node for node in cluster if node.address == replica['master_address'])
     server = next(node for node in cluster if node.address == replica['address'])
+    # A slot open on the master (a reshard running or stopped part-way): refused up front, naming it, nothing changed.
+    other = next(node for node in report['nodes'] if node['role'] == 'master' and node['address'] != master.address)
+    slot = int(next(node for node in report['nodes'] if node['address'] == master.address)['slots'][0].split('-')[0])
+    raw_command(master, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', other['id'])
+    migrating = run_module('redis_failover', node=server.node)
+    assert migrating.get('failed') and migrating['changed'] is False, migrating
+    assert f'{slot} (migrating to {other["address"]})' in migrating['msg'] and 'action=fix' in migrating['msg'], migrating
+    assert raw_command(server, 'ROLE')[0] == 'slave'
+    raw_command(master, 'CLUSTER', 'SETSLOT', slot, 'STABLE')
+
     # The cluster must not promote the replica by itself once the master is gone (cluster-node-timeout is 3 s, less
     # than an ansible-playbook run on a busy machine): only the module's failover may. A forced manual failover
     # still works with this set.
