@@ -18,6 +18,9 @@ from load import AckLedger
 from playbook import ansible_env, run_module, run_tasks
 from servers import cluster_nodes_snapshot, raw_command
 
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster import describe_cluster
+from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterView
+
 
 def cluster_client(cluster) -> RedisCluster:
     return RedisCluster(startup_nodes=[ClusterNode('127.0.0.1', node.port) for node in cluster[:3]], decode_responses=True)
@@ -42,9 +45,17 @@ def cluster_check(build, server):
 
 
 def masters(cluster):
-    report = run_module('redis_cluster_info', node=cluster[0].node)
+    """The masters as the first server that answers sees them, in redis_cluster_info's node format, each with its
+    server. Read directly (the module's report is tested in test_cluster_info.py): an ansible-playbook run less."""
     by_address = {server.address: server for server in cluster}
-    return [dict(node, server=by_address[node['address']]) for node in report['nodes'] if node['role'] == 'master'], report
+    for server in cluster:
+        try:
+            view = ClusterView.parse(server.address, raw_command(server, 'CLUSTER', 'NODES'))
+            break
+        except redis.RedisError:
+            continue
+    nodes = describe_cluster(view)
+    return [dict(node, server=by_address.get(node['address'])) for node in nodes if node['role'] == 'master'], nodes
 
 
 def assert_healthy(build, cluster, expected_keys):
@@ -186,11 +197,11 @@ def tagged_keys(server, slot_tag: str, count: int):
     return [f'{{{slot_tag}}}:{number}' for number in range(count)]
 
 
-def open_state(cluster, state: str):
-    """Leave slot of '{half}' in one of the five half-migrated states; return (source, target, slot, keys)."""
+def open_state(cluster, state: str, tag: str = 'half'):
+    """Leave the slot of '{tag}' in one of the five half-migrated states; return (source, target, slot, keys)."""
     nodes, dummy = masters(cluster)
     client = cluster_client(cluster)
-    keys = tagged_keys(None, 'half', 40)
+    keys = tagged_keys(None, tag, 40)
     for key in keys:
         client.set(key, key)
     slot = client.keyslot(keys[0])
@@ -219,30 +230,43 @@ def test_fix_repairs_each_half_migrated_state(build, cluster):
         'migrating_only': 'source', 'importing_only': 'source', 'both_partly_moved': 'target',
         'finished_on_source': 'target', 'finished_on_target': 'target',
     }
+    # Each state on a slot of its own, all at once (tags chosen for five different slots).
+    opened = {state: open_state(cluster, state, tag) for state, tag in zip(expectations, ('half', 'a', 'b', 'c', 'd'))}
+    assert len({slot for dummy, dummy2, slot, dummy3 in opened.values()}) == len(expectations)
     fix = {'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node, 'action': 'fix'}}
+    # One playbook, as an operator would run them in a row: the report, the plan (check mode), the fix, the fix again
+    # (which must change nothing).
+    run = run_tasks([{'hashslot.redis.redis_cluster_info': {'node': cluster[0].node}}, dict(fix, check_mode=True), fix, fix])
+    report, planned, fixed, again = run.results
+    assert planned['changed'] is True, planned
+    assert not fixed.get('failed'), fixed
+    assert again['changed'] is False and not again.get('failed'), again
+    reported = ' '.join(problem['detail'] for problem in report['problems'] if problem['kind'] == 'open_slot')
+    client = cluster_client(cluster)
     for state, owner in expectations.items():
-        src, dst, slot, keys = open_state(cluster, state)
-        # One playbook, as an operator would run them in a row: the report, the plan (check mode), the fix, the fix
-        # again (which must change nothing).
-        run = run_tasks([{'hashslot.redis.redis_cluster_info': {'node': cluster[0].node}}, dict(fix, check_mode=True), fix, fix])
-        report, planned, fixed, again = run.results
+        src, dst, slot, keys = opened[state]
         # Valkey 8 closes a slot finished on one side by itself within a couple of seconds (the other side follows
         # the new owner's epoch); Redis 7 and 8 leave it open. Either way the outcome below must hold.
         self_healing = state.startswith('finished_on_') and build.name.startswith('valkey')
-        still_open = any(problem['kind'] == 'open_slot' for problem in report['problems'])
-        assert still_open or self_healing or state == 'finished_on_source', (state, report['problems'])
-        assert planned['changed'] is True or self_healing, (state, planned)
-        assert not fixed.get('failed'), (state, fixed)
-        assert again['changed'] is False and not again.get('failed'), (state, again)
+        assert f'slot {slot} ' in reported or self_healing or state == 'finished_on_source', (state, report['problems'])
         expected_owner = src if owner == 'source' else dst
         assert raw_command(expected_owner, 'CLUSTER', 'COUNTKEYSINSLOT', slot) == len(keys), state
-        client = cluster_client(cluster)
         assert [client.get(key) for key in keys] == keys, state
-        for key in keys:
-            client.delete(key)
-        client.close()
-        check = cluster_check(build, cluster[0])
-        assert check.returncode == 0, (state, check.stdout[-1500:])
+    client.close()
+    check = cluster_check(build, cluster[0])
+    assert check.returncode == 0, check.stdout[-1500:]
+
+
+def restart_as_systemd_would(server) -> None:
+    """Start a killed server again; started once more if it crashed while starting, as the role's unit would
+    (Restart=always). Valkey 8.1.1 crashed once in about ten such restarts here (a VALKEY BUG REPORT in its log, while
+    it learnt it had been failed over); that is the server's, not what this test is about."""
+    try:
+        server.start()
+    except RuntimeError as exc:
+        if 'BUG REPORT' not in str(exc):
+            raise
+        server.start()
 
 
 def replica_of(cluster, master):
@@ -265,7 +289,7 @@ def test_fix_finishes_a_migration_whose_source_or_target_failed_over(build, clus
             assert time.monotonic() < deadline, f'{heir.address} did not take over from {victim.address}'
             time.sleep(0.1)
         # Back with its old nodes.conf (it still believes it is a master): the module waits until it learns otherwise.
-        victim.start()
+        restart_as_systemd_would(victim)
         seed = next(server for server in cluster if server is not victim)
         run = run_tasks([{'hashslot.redis.redis_cluster_reshard': {'node': seed.node, 'action': 'fix'}}] * 2)
         fixed, again = run.results
