@@ -35,7 +35,10 @@ class ClusterSnapshot:
                 self.masters[state.node_id] = state
         self.owners = self._claimed_owners([self.seed] + list(self.masters.values()))
         owning = set(self.owners)
-        down = [node for node in self.view.masters() if node.id not in self.masters and (node.id in owning or not node.failed)]
+        # A node that answered and calls itself a replica is no master, whatever the seed's view still says.
+        answered = {state.node_id for state in [self.seed] + list(states.values())}
+        down = [node for node in self.view.masters()
+                if node.id not in self.masters and node.id not in answered and (node.id in owning or not node.failed)]
         if down:
             details = '; '.join(f'{node.address}: {unreachable.get(node.address, "not readable")}' for node in down)
             # A master with slots and a replica may be taken over within the node timeout: that is worth waiting for.
@@ -67,6 +70,9 @@ class ClusterSnapshot:
         replica of the node that took it. A plan made before that would send SETSLOT to a node that is no longer a
         master. Not settling: a claim the loser ignores because it imports the slot (an open slot, repaired later).
         """
+        for owner in set(self.owners):
+            if owner is not None and owner not in self.masters:
+                return f'{self.name(owner)} owns slots in the cluster\'s view but does not call itself a master'
         best: Dict[int, Tuple[int, str]] = {}
         for node_id, state in self.masters.items():
             epoch = state.myself.config_epoch

@@ -257,18 +257,6 @@ def test_fix_repairs_each_half_migrated_state(build, cluster):
     assert check.returncode == 0, check.stdout[-1500:]
 
 
-def restart_as_systemd_would(server) -> None:
-    """Start a killed server again; started once more if it crashed while starting, as the role's unit would
-    (Restart=always). Valkey 8.1.1 crashed once in about ten such restarts here (a VALKEY BUG REPORT in its log, while
-    it learnt it had been failed over); that is the server's, not what this test is about."""
-    try:
-        server.start()
-    except RuntimeError as exc:
-        if 'BUG REPORT' not in str(exc):
-            raise
-        server.start()
-
-
 def replica_of(cluster, master):
     return next(server for server in cluster if server is not master and raw_command(server, 'ROLE')[0] in ('slave', 'replica')
                 and int(raw_command(server, 'ROLE')[2]) == master.port)
@@ -276,20 +264,26 @@ def replica_of(cluster, master):
 
 @pytest.mark.per_lineage
 def test_fix_finishes_a_migration_whose_source_or_target_failed_over(build, cluster):
-    """Half of a slot's keys moved, then the source (and in a second round the target) killed: its replica takes over,
-    the killed server comes back as a replica of it. fix finishes the migration with the new master; no key is lost."""
+    """Half of a slot's keys moved, then the source (and in a second round the target) frozen (SIGSTOP) until its
+    replica has taken over, then let go: it turns into a replica of the new master. fix finishes the migration with
+    the new master; no key is lost. (Killed and restarted instead, Valkey 8.1.1 refused its own nodes.conf as
+    corrupted in about one restart in five here: a node that must come back with an empty data directory, which
+    issue 17 leaves for later.)"""
     for side in ('source', 'target'):
         src, dst, slot, keys = open_state(cluster, 'both_partly_moved')
         victim = src if side == 'source' else dst
         heir = replica_of(cluster, victim)
         assert raw_command(victim, 'WAIT', 1, 5000) == 1
-        victim.kill()
+        # Frozen past cluster-node-timeout (a hung host): its replica takes over.
+        victim.pause()
         deadline = time.monotonic() + 30
-        while raw_command(heir, 'ROLE')[0] != 'master':
-            assert time.monotonic() < deadline, f'{heir.address} did not take over from {victim.address}'
-            time.sleep(0.1)
-        # Back with its old nodes.conf (it still believes it is a master): the module waits until it learns otherwise.
-        restart_as_systemd_would(victim)
+        try:
+            while raw_command(heir, 'ROLE')[0] != 'master':
+                assert time.monotonic() < deadline, f'{heir.address} did not take over from {victim.address}'
+                time.sleep(0.1)
+        finally:
+            # Back, it still believes it is a master: the module waits until it has learnt otherwise.
+            victim.resume()
         seed = next(server for server in cluster if server is not victim)
         run = run_tasks([{'hashslot.redis.redis_cluster_reshard': {'node': seed.node, 'action': 'fix'}}] * 2)
         fixed, again = run.results
