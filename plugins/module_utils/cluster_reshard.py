@@ -96,7 +96,6 @@ class ClusterSnapshot:
             return node.master_id
         return None
 
-
     def endpoint(self, node_id: str) -> NodeEndpoint:
         node = self.view.nodes[node_id]
         return NodeEndpoint(node_id, node.host, node.port)

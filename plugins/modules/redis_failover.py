@@ -16,10 +16,10 @@ description:
   - In the C(default) mode the master stops writes, the replica catches up with its replication offset, and only then
     takes over, so no acknowledged write is lost. Redis aborts a manual failover the master does not complete in 5 s;
     the module then issues it again until O(timeout).
-  - A C(default) failover of a master with a slot open (C(MIGRATING) or C(IMPORTING): a reshard running, or one stopped
-    part-way) is refused before anything is written, naming the slots; finish the reshard or run
-    M(hashslot.redis.redis_cluster_reshard) with C(action=fix) first. (Should a failover still happen mid-migration,
-    C(action=fix) finishes the migration with the new master.)
+  - A C(default) failover of a master with a slot open (C(MIGRATING) or C(IMPORTING), as while a reshard runs or after
+    one stopped part-way) is refused before anything is written, naming the slots; finish the reshard or run
+    M(hashslot.redis.redis_cluster_reshard) with C(action=fix) first. Should a failover still happen mid-migration,
+    C(action=fix) finishes the migration with the new master.
 options:
   node:
     description: The replica to promote.
