@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -21,8 +21,11 @@ class AckLedger:
     """
 
     def __init__(self, addresses: List[str], max_writes: int = 200000, max_seconds: float = 120.0, prefix: str = 'ledger',
-                 password: Optional[str] = None, rate: Optional[float] = 250.0, counters: int = 0):
+                 password: Optional[str] = None, rate: Optional[float] = 250.0, counters: int = 0,
+                 client_options: Optional[Dict[str, Any]] = None):
         self.startup = [ClusterNode(*address.rsplit(':', 1)) for address in addresses]
+        # How the writer logs in beyond a password: an ACL user, TLS with a client certificate (redis-py's options).
+        self.client_options = dict(client_options or {})
         self.max_writes = max_writes
         self.max_seconds = max_seconds
         self.prefix = prefix
@@ -43,7 +46,8 @@ class AckLedger:
         self._thread = threading.Thread(target=self._run, name='ack-ledger', daemon=True)
 
     def _client(self) -> RedisCluster:
-        return RedisCluster(startup_nodes=self.startup, password=self.password, decode_responses=True, socket_timeout=2, socket_connect_timeout=2)
+        return RedisCluster(startup_nodes=self.startup, password=self.password, decode_responses=True, socket_timeout=2, socket_connect_timeout=2,
+                            **self.client_options)
 
     def _run(self) -> None:
         client = self._client()

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from cmdline_sampler import CommandLineSampler
+from load import AckLedger
 from pki import LoopbackPki, make_loopback_pki
 from playbook import PlaybookRun, run_tasks
 from servers import RedisServer, cluster_info, cluster_nodes_snapshot, raw_command
@@ -199,3 +202,106 @@ def test_no_password_on_any_command_line_in_the_output_or_in_a_result(formed):
     # -vvv prints every module's arguments: the password and the secret setting are there, masked.
     assert '"login_password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' in formed.run.output
     assert '"masterauth": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' in formed.run.output
+
+
+class Monitor:
+    """MONITOR on one node in a thread, every line kept, until stopped (or `max_seconds` pass)."""
+
+    def __init__(self, node: RedisServer, max_seconds: float = 600):
+        self.node = node
+        self.lines: List[str] = []
+        self.errors: List[str] = []
+        self.max_seconds = max_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f'monitor-{node.port}', daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        client = self.node.client(socket_timeout=10)
+        connection = client.connection_pool.get_connection()
+        try:
+            connection.send_command('MONITOR')
+            connection.read_response()
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                if connection.can_read(timeout=0.2):
+                    self.lines.append(str(connection.read_response()))
+        except (redis.RedisError, OSError) as exc:
+            self.errors.append(f'{type(exc).__name__}: {exc}')
+        finally:
+            connection.disconnect()
+
+    def start(self) -> 'Monitor':
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+@pytest.mark.one_build
+def test_reshard_drain_and_failover_over_tls_under_load_leak_no_secret(build, module_servers, secured, formed):
+    """The production path under the secure defaults: a new master joins and is rebalanced onto (`MIGRATE ... AUTH2`
+    between TLS-only nodes), drained again, and a replica is promoted (`default` mode), at -vvv, as the admin user,
+    while the application user writes through a TLS cluster client (unique keys and 64 counters) and MONITOR on every
+    node, each node's SLOWLOG (every command logged) and every command line on this machine are searched for the
+    passwords. Last in the file: it changes the cluster the tests above read."""
+    acl = os.path.join(module_servers.root, 'users.acl')
+    new = module_servers.start(1, tls=secured.pki.as_server_tls(), aclfile=acl, masteruser=REPLICATION[0])[0]
+    new.auth = ADMIN
+    raw_command(new, 'CONFIG', 'SET', 'masterauth', REPLICATION[1])
+    everyone = secured.nodes + [new]
+    for node in everyone:
+        raw_command(node, 'CONFIG', 'SET', 'slowlog-log-slower-than', '0')
+        raw_command(node, 'CONFIG', 'SET', 'slowlog-max-len', '200000')
+        raw_command(node, 'SLOWLOG', 'RESET')
+    replica = next(node for node in formed.run.result(0)['cluster'] if node['role'] == 'replica')
+    replica_node = {'host': '127.0.0.1', 'port': int(replica['address'].rsplit(':', 1)[1])}
+    app_login = dict(username=APP[0], ssl=True, ssl_ca_certs=secured.pki.ca, ssl_certfile=secured.pki.cert,
+                     ssl_keyfile=secured.pki.key)
+    monitors = [Monitor(node).start() for node in everyone]
+    ledger = AckLedger([node.address for node in secured.nodes], password=APP[1], counters=64, client_options=app_login).start()
+    login = secured.login()
+    seed = secured.nodes[0].node
+    tasks = [
+        {'hashslot.redis.redis_cluster_node': {'cluster': seed, 'node': new.node, 'role': 'master', **login}},
+        {'hashslot.redis.redis_cluster_reshard': {'node': seed, **login}},
+        {'hashslot.redis.redis_cluster_reshard': {'node': seed, 'action': 'drain', 'source': new.node, **login}},
+        {'hashslot.redis.redis_failover': {'node': replica_node, **login}},
+        {'hashslot.redis.redis_cluster_info': {'node': seed, 'zones': secured.zones, **login}},
+    ]
+    try:
+        ledger.wait_for_writes(2000, timeout=60)
+        with CommandLineSampler(ADMIN[1], REPLICATION[1], APP[1]) as sampler:
+            run = run_tasks(tasks, verbosity=3)
+        ledger.wait_for_writes(len(ledger.acknowledged) + 250, timeout=30)
+    finally:
+        ledger.stop()
+        for monitor in monitors:
+            monitor.stop()
+    joined, rebalanced, drained, failed_over, report = run.results
+    for name, result in (('join', joined), ('rebalance', rebalanced), ('drain', drained), ('failover', failed_over)):
+        assert not result.get('failed') and result['changed'] is True, (name, result.get('msg'), run.output[-3000:])
+    assert rebalanced['moved_slots'] == 4096 and rebalanced['moved_keys'] > 0, rebalanced
+    assert drained['moved_slots'] == 4096 and drained['moved_keys'] > 0, drained
+    assert failed_over['actions'][0]['old_master'] and not report.get('failed'), report
+    assert [problem['kind'] for problem in report['problems']] == [], report['problems']
+
+    assert len(ledger.acknowledged) >= 2250 and ledger.lost() == {}, (len(ledger.acknowledged), ledger.errors[:5])
+    secrets = {'admin': ADMIN[1], 'replication': REPLICATION[1], 'application': APP[1]}
+    # The migration ran through these servers' MONITOR and SLOWLOG: the AUTH2 of every MIGRATE is there, its password not.
+    assert all(monitor.errors == [] for monitor in monitors), [monitor.errors for monitor in monitors]
+    migrates = [line for monitor in monitors for line in monitor.lines if '"MIGRATE"' in line.upper()]
+    assert migrates and all('"AUTH2"' in line.upper() for line in migrates), migrates[:3]
+    slowlog = [' '.join(str(argument) for argument in entry['command'] if argument is not None) if isinstance(entry['command'], list)
+               else str(entry['command']) for node in everyone for entry in node.client().slowlog_get(200000)]
+    assert any('MIGRATE' in line.upper() for line in slowlog), slowlog[:5]
+    assert sampler.samples > 10 and sampler.hits == []
+    print(f'\nsecure operations: {len(ledger.acknowledged)} writes and {sum(ledger.counter_acked.values())} increments acknowledged, '
+          f'{rebalanced["moved_keys"]} + {drained["moved_keys"]} keys moved, {len(migrates)} MIGRATE in MONITOR '
+          f'(e.g. {migrates[0][:160]}), {len(slowlog)} SLOWLOG entries, {sampler.samples} command-line samples')
+    results = json.dumps(run.results)
+    for name, secret in secrets.items():
+        assert secret not in run.output and secret not in results, f'{name} password in the -vvv output'
+        assert not [line for monitor in monitors for line in monitor.lines if secret in line], f'{name} password in MONITOR'
+        assert not [line for line in slowlog if secret in line], f'{name} password in SLOWLOG'
