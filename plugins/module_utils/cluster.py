@@ -18,12 +18,15 @@ POLL_INTERVAL = 0.01
 class ClusterError(Exception):
     """A refusal or failure worth showing the operator as it is (names node and reason).
 
-    `changed` says whether anything had been written before it was raised.
+    `changed` says whether anything had been written before it was raised; `waitable`, whether the cause may pass by
+    itself within the node timeout (a master with a replica that is being taken over), so that a caller may wait and
+    read the cluster again.
     """
 
-    def __init__(self, message: str, changed: bool = False):
+    def __init__(self, message: str, changed: bool = False, waitable: bool = False):
         super().__init__(message)
         self.changed = changed
+        self.waitable = waitable
 
 
 @dataclass

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
     ClusterError, NodeState, discover, layout_of_view, wait_for_agreement,
@@ -21,6 +21,18 @@ from ansible_collections.hashslot.redis.plugins.module_utils.topology import (
 )
 
 ACTIONS = ('rebalance', 'move', 'drain', 'fix')
+
+
+def _highest_epoch_claims(claims: Iterable[Tuple[int, str, Sequence[Tuple[int, int]]]]) -> List[Tuple[int, Optional[str]]]:
+    """For each slot, (config epoch, node id) of the claim with the highest epoch among (epoch, node id, slot ranges);
+    (-1, None) where nothing claims it."""
+    best: List[Tuple[int, Optional[str]]] = [(-1, None)] * SLOT_COUNT
+    for epoch, node_id, ranges in claims:
+        for start, end in ranges:
+            for slot in range(start, end + 1):
+                if epoch > best[slot][0]:
+                    best[slot] = (epoch, node_id)
+    return best
 
 
 class ClusterSnapshot:
@@ -42,24 +54,17 @@ class ClusterSnapshot:
         if down:
             details = '; '.join(f'{node.address}: {unreachable.get(node.address, "not readable")}' for node in down)
             # A master with slots and a replica may be taken over within the node timeout: that is worth waiting for.
-            error = ClusterError(f'cannot reshard while a master is unreachable, nothing was changed ({details}); '
-                                 'fail over or remove it first')
-            error.waitable = all(node.id in owning and self.view.replicas_of(node.id) for node in down)  # type: ignore[attr-defined]
-            raise error
+            raise ClusterError(f'cannot reshard while a master is unreachable, nothing was changed ({details}); '
+                               'fail over or remove it first',
+                               waitable=all(node.id in owning and self.view.replicas_of(node.id) for node in down))
         self.states = states
 
     @staticmethod
     def _claimed_owners(states: Sequence[NodeState]) -> List[Optional[str]]:
         """Each slot's owner as the cluster decides it: of the owners the nodes' views name, the one with the highest
         config epoch. A node importing a slot ignores a newer owner of it, so one view alone may be out of date."""
-        best: List[Tuple[int, Optional[str]]] = [(-1, None)] * SLOT_COUNT
-        for state in states:
-            for node in state.view.nodes.values():
-                for start, end in node.slots:
-                    for slot in range(start, end + 1):
-                        if node.config_epoch > best[slot][0]:
-                            best[slot] = (node.config_epoch, node.id)
-        return [owner for dummy, owner in best]
+        claims = ((node.config_epoch, node.id, node.slots) for state in states for node in state.view.nodes.values())
+        return [owner for dummy, owner in _highest_epoch_claims(claims)]
 
     def unsettled(self) -> Optional[str]:
         """Why the masters' own claims still contradict each other, or None.
@@ -73,12 +78,7 @@ class ClusterSnapshot:
         for owner in set(self.owners):
             if owner is not None and owner not in self.masters:
                 return f'{self.name(owner)} owns slots in the cluster\'s view but does not call itself a master'
-        best: Dict[int, Tuple[int, str]] = {}
-        for node_id, state in self.masters.items():
-            epoch = state.myself.config_epoch
-            for slot in ranges_to_slots(state.myself.slots):
-                if slot not in best or epoch > best[slot][0]:
-                    best[slot] = (epoch, node_id)
+        best = _highest_epoch_claims((state.myself.config_epoch, node_id, state.myself.slots) for node_id, state in self.masters.items())
         for node_id, state in self.masters.items():
             for slot in ranges_to_slots(state.myself.slots):
                 winner = best[slot][1]
@@ -140,7 +140,7 @@ def settled_snapshot(pool: NodePool, host: str, port: int, timeout: float) -> Cl
             snapshot = ClusterSnapshot(pool, host, port)
             reason = snapshot.unsettled()
         except ClusterError as exc:
-            if not getattr(exc, 'waitable', False) or time.monotonic() >= deadline:
+            if not exc.waitable or time.monotonic() >= deadline:
                 raise
             reason = None
             snapshot = None

@@ -83,13 +83,20 @@ class ConnectionOptions:
 class NodeError(Exception):
     """A node could not be reached or answered with an error; names the node."""
 
-    def __init__(self, address: str, reason: str, state: Optional[str] = None):
+    def __init__(self, address: str, reason: str, state: Optional[str] = None, timed_out: bool = False):
         super().__init__(f'{address}: {reason}')
         self.address = address
         self.reason = reason
         # The transient state (a key of TRANSIENT_ERRORS) the node still answered with when transient_timeout ran out:
         # the node is alive, only not ready.
         self.state = state
+        # The node did not answer within the read timeout (paused, partitioned, or a command slower than the timeout),
+        # as opposed to a connection refused or reset: sending the same again would wait as long again.
+        self.timed_out = timed_out
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, RedisTimeoutError) or _caused_by(exc, socket.timeout)
 
 
 # Error replies that say "not now" rather than "no": the command was not executed and may be sent again. LOADING: the
@@ -287,7 +294,7 @@ class NodeClient:
 
     def _command_error(self, args: Sequence[Any], exc: BaseException) -> NodeError:
         if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
-            return NodeError(self.address, f'{_command_name(args)} failed, node unreachable: {exc}')
+            return NodeError(self.address, f'{_command_name(args)} failed, node unreachable: {exc}', timed_out=_timed_out(exc))
         return NodeError(self.address, f'{_command_name(args)} failed: {exc}')
 
     def pipeline(self, commands: Sequence[Sequence[Any]], decode: bool = True) -> List[Any]:
@@ -327,7 +334,7 @@ class NodeClient:
             # refused too and are sent again with it (a loading node runs only commands that are safe to repeat).
             replies.extend(exc for dummy in commands[len(replies):])
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise NodeError(self.address, f'pipeline of {len(commands)} commands failed, node unreachable: {exc}') from exc
+            raise NodeError(self.address, f'pipeline of {len(commands)} commands failed, node unreachable: {exc}', timed_out=_timed_out(exc)) from exc
         return replies
 
     def info(self, section: str) -> Dict[str, str]:

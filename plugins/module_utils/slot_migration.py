@@ -107,7 +107,7 @@ class StreamMigrator:
                 # UNBLOCKED closes the connection; reconnect and send again. A node that does not answer at all (paused,
                 # partitioned) is not waited for again: the run ends naming it, within command_timeout.
                 self.pool.drop(endpoint.address)
-                if attempt + 1 == SETSLOT_RETRIES or 'timeout' in exc.reason.lower() or 'timed out' in exc.reason.lower():
+                if attempt + 1 == SETSLOT_RETRIES or exc.timed_out:
                     raise ClusterError(f'{endpoint.address}: CLUSTER SETSLOT failed: {exc}', changed=True) from exc
                 time.sleep(0.05)
                 continue

@@ -147,6 +147,19 @@ def parse_recap(output: str) -> Dict[str, Dict[str, int]]:
     return stats
 
 
+def start_tasks(tasks: List[Dict[str, Any]], workdir: str, capture: bool = False) -> subprocess.Popen:
+    """ansible-playbook of `tasks` on localhost, started and not waited for, in a session of its own (so that a test
+    can kill the whole run as a dying controller would). The playbook is written into `workdir`; with `capture` the
+    output is read from the process's stdout (stderr joined), else discarded."""
+    playbook = os.path.join(workdir, f'tasks-{time.monotonic_ns()}.yml')
+    with open(playbook, 'w') as handle:
+        yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}], handle, sort_keys=False)
+    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', playbook]
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen(command, env=ansible_env(), stdin=subprocess.DEVNULL, stdout=output,
+                            stderr=subprocess.STDOUT if capture else subprocess.DEVNULL, text=True, start_new_session=True)
+
+
 def run_playbook(playbook: str, inventory: str, extra_vars: Optional[Dict[str, Any]] = None, check: bool = False,
                  diff: bool = False, tags: Optional[str] = None, limit: Optional[str] = None,
                  env: Optional[Dict[str, str]] = None, timeout: float = 1800, verbosity: int = 0) -> PlaybookRecap:

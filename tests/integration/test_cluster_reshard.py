@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import redis
-import yaml
 from redis.cluster import ClusterNode, RedisCluster
 
 from conftest import form_cluster
 from load import AckLedger
-from playbook import ansible_env, run_module, run_tasks
+from playbook import run_module, run_tasks, start_tasks
 from servers import cluster_nodes_snapshot, raw_command
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import describe_cluster
@@ -350,12 +348,8 @@ def test_killed_run_is_completed_by_the_next(build, cluster, servers):
     everyone = cluster + [new_master]
     load_keys(everyone, 60000)
     ledger = AckLedger([server.address for server in cluster], counters=64).start()
-    playbook = os.path.join(servers.root, 'reshard.yml')
-    with open(playbook, 'w') as handle:
-        yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
-            {'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node, 'pipeline': 5, 'parallel': 1, 'slot_batch': 16}}]}], handle)
-    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', playbook]
-    process = subprocess.Popen(command, env=ansible_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = start_tasks([{'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node, 'pipeline': 5, 'parallel': 1,
+                                                                     'slot_batch': 16}}], servers.root)
     deadline = time.monotonic() + 60
     moved = 0
     while time.monotonic() < deadline and process.poll() is None:
@@ -396,15 +390,10 @@ def test_node_paused_mid_migration_ends_the_run_in_bounded_time(build, cluster, 
     # The bound: a silent target after MIGRATE_WINDOW quick MIGRATEs and a PING; a silent source when the read of
     # one MIGRATE's three I/O steps times out. Plus ansible-playbook's own start and end on a busy machine.
     bound = {'target': 4 * migrate_timeout / 1000 + 5, 'source': 3 * migrate_timeout / 1000 + 10}[side] + 20
-    playbook = os.path.join(servers.root, 'move.yml')
-    with open(playbook, 'w') as handle:
-        yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [
-            {'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node, 'action': 'move', 'slots': source['slots'],
-                                                      'target': target['server'].node, 'pipeline': 10, 'parallel': 1, 'slot_batch': 16,
-                                                      'migrate_timeout': migrate_timeout}}]}], handle)
-    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', playbook]
+    move = {'node': cluster[0].node, 'action': 'move', 'slots': source['slots'], 'target': target['server'].node, 'pipeline': 10,
+            'parallel': 1, 'slot_batch': 16, 'migrate_timeout': migrate_timeout}
     before = raw_command(target['server'], 'DBSIZE')
-    process = subprocess.Popen(command, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = start_tasks([{'hashslot.redis.redis_cluster_reshard': move}], servers.root, capture=True)
     deadline = time.monotonic() + 60
     while raw_command(target['server'], 'DBSIZE') < before + 1000:
         assert time.monotonic() < deadline and process.poll() is None, 'the move ended before it could be interrupted'

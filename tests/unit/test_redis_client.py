@@ -142,3 +142,33 @@ def test_a_member_that_does_not_answer_is_reported_not_raised():
     pool = MemberPool({'10.0.0.1:6379': seed, '10.0.0.2:6379': Scripted([ConnectionError('Connection refused')])})
     dummy_seed, states, unreachable = discover(pool, '10.0.0.1', 6379)
     assert list(states) == ['10.0.0.1:6379'] and 'unreachable' in unreachable['10.0.0.2:6379']
+
+
+def test_a_node_that_accepts_but_never_answers_is_told_from_one_that_refuses():
+    """A paused or partitioned node times out (NodeError.timed_out: waiting again would wait as long again); a closed
+    port refuses at once. A socket that accepts and never writes stands for the first, a port closed after use for the
+    second."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(('127.0.0.1', 0))
+    silent.listen(1)
+    closed = socket.socket()
+    closed.bind(('127.0.0.1', 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        client = NodeClient('127.0.0.1', silent.getsockname()[1], ConnectionOptions(connect_timeout=0.3, command_timeout=0.3))
+        with pytest.raises(NodeError) as raised:
+            client.call('PING')
+        assert raised.value.timed_out and 'node unreachable' in str(raised.value)
+        with pytest.raises(NodeError) as raised:
+            client.pipeline([('PING',), ('PING',)])
+        assert raised.value.timed_out
+        client.close()
+        refused = NodeClient('127.0.0.1', closed_port, ConnectionOptions(connect_timeout=0.3, command_timeout=0.3))
+        with pytest.raises(NodeError) as raised:
+            refused.call('PING')
+        assert not raised.value.timed_out
+    finally:
+        silent.close()
