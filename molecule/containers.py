@@ -85,6 +85,14 @@ class MoleculeCluster:
         name = 'redis_server_admin_password' if self.secure['acl'] else 'redis_server_password'
         return str(self.host_vars(self.hosts()[0]).get(name, '') or '')
 
+    def secrets(self) -> Dict[str, str]:
+        """Every password the inventory gives the roles, by what it is (the admin's, the replication user's, the
+        exporter's, each ACL user's, requirepass)."""
+        first = self.host_vars(self.hosts()[0])
+        names = ('redis_server_admin_password', 'redis_server_replication_password', 'redis_exporter_acl_password', 'redis_server_password')
+        found = {name: str(first[name]) for name in names if first.get(name)}
+        return found | {f"acl user {user['name']}": str(user['password']) for user in first.get('redis_server_acl_users') or []}
+
     def tls_files(self) -> Dict[str, str]:
         """The CA and a client certificate (the first host's, serverAuth+clientAuth) the role generated on the controller."""
         pki = os.path.join(self.inventory_dir, 'pki')
@@ -107,13 +115,18 @@ class MoleculeCluster:
     def address(host: str) -> str:
         return docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', host).strip()
 
-    def client(self, host: str, port: Optional[int] = None, timeout: float = 3, **kwargs: Any) -> redis.Redis:
-        """redis-py to one node as the admin (keyword arguments override: username, password, ssl_certfile ...)."""
+    def login(self) -> Dict[str, Any]:
+        """redis-py's options to log in as the admin: user, password, TLS with the controller's client certificate."""
         options: Dict[str, Any] = dict(username=self.user, password=self.password or None)
         if self.secure['tls']:
             files = self.tls_files()
             options.update(ssl=True, ssl_ca_certs=files['ca_certs'], ssl_certfile=files['client_cert'],
                            ssl_keyfile=files['client_key'], ssl_check_hostname=True)
+        return options
+
+    def client(self, host: str, port: Optional[int] = None, timeout: float = 3, **kwargs: Any) -> redis.Redis:
+        """redis-py to one node as the admin (keyword arguments override: username, password, ssl_certfile ...)."""
+        options = self.login()
         options.update(kwargs)
         return redis.Redis(host=self.address(host), port=port or self.ports(host)[0], decode_responses=True, socket_timeout=timeout,
                            socket_connect_timeout=timeout, **options)
@@ -162,7 +175,19 @@ class MoleculeCluster:
         return sum(int(self.client_at(address).dbsize()) for address in self.masters())
 
     def ledger(self, **kwargs: Any) -> AckLedger:
-        return AckLedger(self.node_addresses(), password=self.password or None, **kwargs)
+        """The acknowledgement ledger's writer, logged in as the admin (over TLS when the cluster runs it)."""
+        login = self.login()
+        password = login.pop('password')
+        return AckLedger(self.node_addresses(), password=password, client_options=login, **kwargs)
+
+    def cli_check(self, container: str, address: str, cli: str = 'redis-cli') -> str:
+        """`<cli> --cluster check` inside a container, logged in as the admin, over TLS with the host's own
+        certificate when the cluster runs it (see cli_cluster_check)."""
+        options: List[str] = ['--user', self.user] if self.user else []
+        if self.secure['tls']:
+            tls = f'/etc/{self.name}/tls'
+            options += ['--tls', '--cacert', f'{tls}/ca.crt', '--cert', f'{tls}/{self.name}.crt', '--key', f'{tls}/{self.name}.key']
+        return cli_cluster_check(container, address, self.password, cli=cli, options=options)
 
     def playbook(self, playbook: str, extra_vars: Optional[Dict[str, Any]] = None, inventory: Optional[str] = None,
                  **kwargs: Any) -> PlaybookRecap:
@@ -243,11 +268,6 @@ def docker(*args: str, check: bool = True) -> str:
     return completed.stdout
 
 
-def redis_cli_check(container: str, address: str, password: str) -> str:
-    """`redis-cli --cluster check` inside a container (see cli_cluster_check)."""
-    return cli_cluster_check(container, address, password)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Added for the upgrade tests (molecule/default/tests/test_upgrade.py): a write load that stays small over a long operation, and a
 # sampler that watches how many members of each shard are down at once and what the cluster reports meanwhile.
@@ -269,8 +289,10 @@ class PacedLedger(AckLedger):
 
 
 def paced_ledger(cluster: MoleculeCluster, writes_per_second: float = 200.0, **kwargs: Any) -> PacedLedger:
-    """cluster.ledger(...) at a bounded write rate (same nodes, same password)."""
-    return PacedLedger(cluster.node_addresses(), writes_per_second=writes_per_second, password=cluster.password or None, **kwargs)
+    """cluster.ledger(...) at a bounded write rate (same nodes, same login)."""
+    login = cluster.login()
+    password = login.pop('password')
+    return PacedLedger(cluster.node_addresses(), writes_per_second=writes_per_second, password=password, client_options=login, **kwargs)
 
 
 class ShardSampler:
@@ -294,9 +316,8 @@ class ShardSampler:
         self.addresses = sorted(address for members in self.shards for address in members)
         self.interval = interval
         self.max_seconds = max_seconds
-        self._clients = {address: redis.Redis(host=address.rsplit(':', 1)[0], port=int(address.rsplit(':', 1)[1]),
-                                              password=cluster.password or None, decode_responses=True,
-                                              socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._clients = {address: redis.Redis(host=address.rsplit(':', 1)[0], port=int(address.rsplit(':', 1)[1]), decode_responses=True,
+                                              socket_timeout=timeout, socket_connect_timeout=timeout, **cluster.login())
                          for address in self.addresses}
         self.samples = 0
         self.max_down = [0] * len(self.shards)
@@ -407,7 +428,7 @@ def unit_down_windows(container: str, unit: str, since: float) -> List[tuple]:
 
 # --- faults (molecule/scale/tests/test_failover.py) --------------------------------------------------------------------
 
-def cli_cluster_check(container: str, address: str, password: str, cli: str = 'redis-cli') -> str:
+def cli_cluster_check(container: str, address: str, password: str, cli: str = 'redis-cli', options: Optional[List[str]] = None) -> str:
     """`<cli> --cluster check` inside a container, for hosts whose tools are Valkey's (valkey-cli, no redis-cli).
 
     valkey-cli 8 reads the password from REDISCLI_AUTH like redis-cli (it does not know VALKEYCLI_AUTH), so the
@@ -419,7 +440,7 @@ def cli_cluster_check(container: str, address: str, password: str, cli: str = 'r
     if password:
         command += ['-e', 'REDISCLI_AUTH']
         environment['REDISCLI_AUTH'] = password
-    completed = subprocess.run(['docker', *command, container, cli, '--cluster', 'check', address],
+    completed = subprocess.run(['docker', *command, container, cli, *(options or []), '--cluster', 'check', address],
                                capture_output=True, text=True, timeout=120, env=environment, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return completed.stdout

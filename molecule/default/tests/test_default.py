@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from containers import EXPORTER_PORT, PORT, docker, exporter_scrape, exporter_target, metric_samples, redis_cli_check
+from containers import EXPORTER_PORT, PORT, docker, exporter_scrape, exporter_target, metric_samples
 
 # testinfra runs every test that takes `host` once per inventory host.
 testinfra_hosts = ['redis_cluster']
@@ -43,17 +43,23 @@ def test_process_runs_as_the_service_user(host):
 
 
 @pytest.mark.parametrize('port', PORTS)
-def test_config_files_hold_the_secret_and_are_not_world_readable(host, port):
+def test_config_and_acl_files_hold_the_secrets_and_are_not_world_readable(host, port):
+    for path in (f'/etc/redis/redis-{port}.conf', f'/etc/redis/redis-{port}.acl'):
+        entry = host.file(path)
+        assert entry.exists, path
+        assert entry.group == 'redis', path
+        # root owns them so that the server cannot rewrite its own config (CONFIG SET dir + CONFIG REWRITE) or ACL
+        # file (ACL SAVE); the service user reads them through its group; nobody else reads them at all.
+        assert entry.user in ('root', 'redis'), path
+        assert entry.mode & stat.S_IRWXO == 0, (path, oct(entry.mode))
+        assert entry.mode & stat.S_IWGRP == 0, (path, oct(entry.mode))
     config = host.file(f'/etc/redis/redis-{port}.conf')
-    assert config.exists
-    assert config.group == 'redis'
-    # root owns it so that the server cannot rewrite its own config (CONFIG SET dir + CONFIG REWRITE); the service
-    # user reads it through its group; nobody else reads it at all.
-    assert config.user in ('root', 'redis')
-    assert config.mode & stat.S_IRWXO == 0, oct(config.mode)
-    assert config.mode & stat.S_IWGRP == 0, oct(config.mode)
-    assert config.contains('^requirepass ')
+    # The secure defaults: ACL users from the file, the replicas log in as the replication user, no shared password.
+    assert config.contains(f'^aclfile .*/etc/redis/redis-{port}.acl')
+    assert config.contains('^masteruser .*hashslot-replication')
     assert config.contains('^masterauth ')
+    assert not config.contains('^requirepass ')
+    assert host.file(f'/etc/redis/redis-{port}.acl').content_string.splitlines()[0].startswith('user default off ')
 
 
 @pytest.mark.parametrize('port', PORTS)
@@ -123,25 +129,35 @@ def test_every_replica_in_another_zone_than_its_master(cluster):
 
 def test_redis_cli_cluster_check_is_clean(cluster):
     first = cluster.hosts()[0]
-    output = redis_cli_check(first, cluster.node_addresses()[0], cluster.password)
+    output = cluster.cli_check(first, cluster.node_addresses()[0])
     assert '[OK] All nodes agree about slots configuration.' in output
     assert '[OK] All 16384 slots covered.' in output
     assert '[ERR]' not in output and '[WARNING]' not in output, output
 
 
-def test_clients_need_the_password(cluster):
+def test_clients_need_tls_a_certificate_and_a_user(cluster):
+    import ssl
+
     import redis
 
-    anonymous = redis.Redis(host=cluster.address(cluster.hosts()[0]), port=PORTS[0], socket_timeout=3)
+    first = cluster.hosts()[0]
+    # Plaintext RESP gets no answer; TLS without a client certificate is refused; the default user is off.
+    with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+        redis.Redis(host=cluster.address(first), port=PORTS[0], socket_timeout=3, socket_connect_timeout=3).ping()
+    with pytest.raises((redis.ConnectionError, ssl.SSLError)):
+        cluster.client(first, ssl_certfile=None, ssl_keyfile=None).ping()
     with pytest.raises(redis.AuthenticationError):
-        anonymous.ping()
-    assert cluster.client(cluster.hosts()[0]).ping()
+        cluster.client(first, username=None, password=None).ping()
+    assert cluster.client(first).acl_whoami() == cluster.user
 
 
-def test_exporter_runs_as_its_own_user_in_place_of_the_package_service(host):
+def test_exporter_runs_as_its_own_user_in_place_of_the_package_service(host, cluster):
     service = host.service('redis-exporter')
     assert service.is_enabled
     assert service.is_running
+    # On the host's address, not on every address.
+    assert host.socket(f'tcp://{cluster.address(host.backend.get_hostname())}:{EXPORTER_PORT}').is_listening
+    assert not host.socket(f'tcp://0.0.0.0:{EXPORTER_PORT}').is_listening
     # Debian's package starts its own exporter on the same port: the role stops and disables it.
     assert not host.service('prometheus-redis-exporter').is_running
     assert not host.service('prometheus-redis-exporter').is_enabled
@@ -168,10 +184,13 @@ def test_exporter_password_file_is_readable_by_the_service_only(host, cluster):
     assert passwords.user == 'redis-exporter'
     assert passwords.mode == 0o400, oct(passwords.mode)
     assert host.file('/etc/redis-exporter').mode & 0o007 == 0
-    # The password is in that file, and nowhere else the exporter reads.
-    assert cluster.password in passwords.content_string
-    assert cluster.password not in host.file('/etc/redis-exporter/redis-exporter.env').content_string
-    assert cluster.password not in host.file('/etc/systemd/system/redis-exporter.service').content_string
+    # The exporter's own password is in that file, and nowhere else the exporter reads; the admin's is in none.
+    own = str(cluster.host_vars(host.backend.get_hostname())['redis_exporter_acl_password'])
+    assert own in passwords.content_string
+    for path in ('/etc/redis-exporter/redis-exporter.env', '/etc/systemd/system/redis-exporter.service'):
+        assert own not in host.file(path).content_string, path
+    for path in ('/etc/redis-exporter/passwords.json', '/etc/redis-exporter/redis-exporter.env', '/etc/systemd/system/redis-exporter.service'):
+        assert cluster.password not in host.file(path).content_string, path
 
 
 def test_exporter_reports_every_instance_up_and_the_cluster_ok(cluster):

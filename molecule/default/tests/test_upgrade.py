@@ -34,8 +34,8 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from containers import (AckLedger, PacedLedger, PlaybookRecap, ShardSampler, assert_switch_refused, docker, paced_ledger,
-                        unit_down_windows, upgrade_vars)
+from containers import (AckLedger, CommandLines, PacedLedger, PlaybookRecap, ShardSampler, assert_switch_refused, docker,
+                        paced_ledger, unit_down_windows, upgrade_vars)
 from servers import ensure_build  # tests/integration, on the path once containers is imported
 
 # Each upgrade: fixture name -> (flavor, version, tools/redis-servers name, what the cluster runs before it).
@@ -82,6 +82,7 @@ class UpgradeRecord:
     lost: Dict[str, Any] = field(default_factory=dict)
     seed_lost: Dict[str, Any] = field(default_factory=dict)
     ledger_keys: int = 0
+    ledger_counters: int = 0
     keys_before: int = 0
     keys_after: int = 0
     masters_before: List[str] = field(default_factory=list)
@@ -97,6 +98,10 @@ class UpgradeRecord:
     rerun_returncode: int = -1
     rerun_changed: List[str] = field(default_factory=list)
     rerun_servers: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    # The upgrade ran at -vvv while every command line on the controller and in the containers was sampled: where
+    # each password of the inventory showed up (nowhere, the test asserts), and how many samples were taken.
+    secrets_seen: Dict[str, List[str]] = field(default_factory=dict)
+    command_line_samples: Dict[str, int] = field(default_factory=dict)
 
     def failure_context(self) -> str:
         return f'\n--- upgrade.yml to {self.flavor} {self.version} (rc={self.returncode}), last lines ---\n' + '\n'.join(
@@ -197,14 +202,17 @@ def upgrade(cluster, name: str) -> UpgradeRecord:
     record.masters_before = cluster.masters()
     prefix = f'load-{name}'
     sampler = ShardSampler(cluster, interval=0.5, timeout=1.0, max_seconds=LOAD_MAX_SECONDS)
+    # 64 counters besides the unique keys: an increment lost while a master fails over or restarts shows.
     ledger = paced_ledger(cluster, writes_per_second=WRITES_PER_SECOND, max_seconds=LOAD_MAX_SECONDS, max_writes=10 ** 6,
-                          prefix=prefix)
+                          prefix=prefix, counters=64)
     started, started_epoch = time.monotonic(), time.time()
     sampler.start()
     try:
         ledger.start()
         ledger.wait_for_writes(50, timeout=30)
-        recap = cluster.playbook('playbooks/upgrade.yml', extra_vars=extra_vars)
+        # At -vvv (every module's arguments printed) with every command line sampled (the controller's every 50 ms).
+        with CommandLines(cluster.hosts(), interval=0.05) as lines:
+            recap = cluster.playbook('playbooks/upgrade.yml', extra_vars=extra_vars, verbosity=3)
         # A few more seconds of writes against the upgraded cluster.
         count = len(ledger.acknowledged)
         ledger.wait_for_writes(count + 200, timeout=15)
@@ -214,6 +222,9 @@ def upgrade(cluster, name: str) -> UpgradeRecord:
         sampler.stop()
     record.wall = time.monotonic() - started
     record.returncode, record.output = recap.returncode, recap.output
+    record.command_line_samples = dict(lines.container_samples, controller=lines.samples)
+    record.secrets_seen = {name: lines.containing(secret) + (['-vvv output'] if secret in recap.output else [])
+                           for name, secret in cluster.secrets().items()}
     record.sampler, record.ledger = sampler, ledger
     record.acknowledged, record.write_errors = len(ledger.acknowledged), list(ledger.errors)
     record.archives_after = sorted(glob.glob(pattern))
@@ -240,7 +251,9 @@ def read_after(cluster, record: UpgradeRecord, seeded: AckLedger, prefix: str) -
     record.seed_lost = seeded.lost()
     record.keys_after = cluster.key_count()
     record.masters_after = cluster.masters()
-    record.ledger_keys = count_keys(cluster, f'{prefix}:*')
+    # The writer's unique keys: every key under its prefix but its counters.
+    record.ledger_counters = len(record.ledger.counter_keys)
+    record.ledger_keys = count_keys(cluster, f'{prefix}:*') - record.ledger_counters
     record.servers_after = server_info(cluster)
     for host in cluster.hosts():
         record.other_units[host] = docker('exec', host, 'systemctl', 'list-units', '--all', '--plain', '--no-legend', 'valkey@*').strip()
@@ -357,13 +370,22 @@ def test_no_acknowledged_write_lost(step):
     assert step.seed_lost == {}, f'{len(step.seed_lost)} of {SEED_KEYS} keys written before the upgrade lost'
 
 
+def test_no_password_in_the_output_or_on_a_command_line(step):
+    """ACL users and TLS on: the upgrade's rolling restart and failovers log in as the admin, and no password of the
+    inventory reaches a command line (controller or hosts) or the -vvv output."""
+    assert step.returncode == 0, step.failure_context()
+    assert min(step.command_line_samples.values()) > 100, step.command_line_samples
+    assert step.secrets_seen and all(seen == [] for seen in step.secrets_seen.values()), step.secrets_seen
+
+
 def test_key_count_unchanged_except_for_the_ledger(step):
     assert step.returncode == 0, step.failure_context()
     # A write that timed out may still have been applied: the ledger's keys are at least the acknowledged ones and at
     # most every attempted one; every other key is the same as before.
     assert step.acknowledged <= step.ledger_keys <= step.acknowledged + len(step.write_errors), \
         (step.acknowledged, step.ledger_keys, len(step.write_errors))
-    assert step.keys_after - step.ledger_keys == step.keys_before, (step.keys_before, step.keys_after, step.ledger_keys)
+    assert step.keys_after - step.ledger_keys - step.ledger_counters == step.keys_before, \
+        (step.keys_before, step.keys_after, step.ledger_keys, step.ledger_counters)
     assert step.keys_before >= SEED_KEYS
 
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from containers import PORT, cli_cluster_check, docker, exporter_scrape, metric_samples
+from containers import PORT, docker, exporter_scrape, metric_samples
 
 # The unit restarts a failed server after RestartSec=2 s (roles/redis_server/templates/instance.service.j2), well
 # inside cluster-node-timeout: a server that is simply killed is back before any node flags it as failing, and no
@@ -295,7 +295,7 @@ def test_cluster_health_is_clean_after_the_faults(cluster, addresses, state):
         shard = shard_of(nodes, address)
         assert zones[shard['replica']] != zones[address], f'{address} and its replica {shard["replica"]} share zone {zones[address]}'
     first = cluster.hosts()[0]
-    output = cli_cluster_check(first, addresses[first], cluster.password, cli=f'{cluster.name}-cli')
+    output = cluster.cli_check(first, addresses[first], cli=f'{cluster.name}-cli')
     assert '[OK] All nodes agree about slots configuration.' in output
     assert '[OK] All 16384 slots covered.' in output
     assert '[ERR]' not in output and '[WARNING]' not in output, output

@@ -17,13 +17,6 @@ testinfra_hosts = ['redis_cluster']
 PORTS = (6379, 6380)
 
 
-def secrets(cluster):
-    first = cluster.host_vars(cluster.hosts()[0])
-    names = ('redis_server_admin_password', 'redis_server_replication_password', 'redis_exporter_acl_password')
-    return {name: str(first[name]) for name in names} | {
-        f"acl user {user['name']}": str(user['password']) for user in first['redis_server_acl_users']}
-
-
 @pytest.fixture(scope='session')
 def converged(cluster):
     """site.yml at -vvv while every command line is sampled; then site.yml again, which must change nothing."""
@@ -45,7 +38,7 @@ def test_converge_leaks_no_secret(cluster, converged):
     # The samplers saw the work: the modules running on the hosts, ansible-playbook on the controller.
     assert any('ansible-playbook' in line for line in lines.controller)
     assert any(f'{cluster.name}-server' in line for container in lines.in_containers.values() for line in container)
-    for name, secret in secrets(cluster).items():
+    for name, secret in cluster.secrets().items():
         assert secret not in first.output, f'{name} in the -vvv output'
         assert lines.containing(secret) == [], f'{name} on a command line'
 
@@ -198,6 +191,22 @@ def test_exporter_logs_in_as_its_own_user_over_tls(cluster, converged):
     for forbidden in (lambda: exporter.get('k'), lambda: exporter.config_get('masterauth'), exporter.acl_list):
         with pytest.raises(redis.exceptions.NoPermissionError):
             forbidden()
+
+
+def test_exporter_has_its_own_client_certificate_and_listens_on_the_host_address(host, cluster, converged):
+    """Not the host's server key: a clientAuth-only certificate of its own, signed by the same CA; and the metrics
+    port on the host's address only, not on every address."""
+    name = host.backend.get_hostname()
+    exporter = '/etc/redis-exporter/tls/client.crt'
+    server = f'/etc/{cluster.name}/tls/{cluster.name}.crt'
+    shown = host.check_output(f'openssl x509 -in {exporter} -noout -subject -ext extendedKeyUsage')
+    assert f'CN=hashslot-exporter@{name}' in shown.replace(' = ', '='), shown
+    assert 'TLS Web Client Authentication' in shown and 'Server Authentication' not in shown, shown
+    assert host.run(f'openssl verify -CAfile /etc/redis-exporter/tls/ca.crt {exporter}').rc == 0
+    public_key = 'openssl x509 -in {} -noout -pubkey'
+    assert host.check_output(public_key.format(exporter)) != host.check_output(public_key.format(server))
+    assert host.socket(f'tcp://{cluster.address(name)}:9121').is_listening
+    assert not host.socket('tcp://0.0.0.0:9121').is_listening and not host.socket('tcp://127.0.0.1:9121').is_listening
 
 
 def test_exporter_secrets_are_readable_by_the_service_only(host, converged):
