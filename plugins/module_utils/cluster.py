@@ -120,7 +120,9 @@ def disagreement(states: Dict[str, NodeState], require_ok: bool = True) -> Optio
     for address, state in states.items():
         if require_ok and state.cluster_state != 'ok':
             return f'{address} reports cluster_state:{state.cluster_state}'
-        handshaking = [node.address for node in state.view.nodes.values() if node.in_handshake]
+        # A node without an address (noaddr: an old id whose server came back with another) never completes a
+        # handshake; only real handshakes are waited for.
+        handshaking = [node.address for node in state.view.nodes.values() if 'handshake' in node.flags]
         if handshaking:
             return f'{address} is still in handshake with {", ".join(handshaking)}'
         fingerprint = state.view.fingerprint()

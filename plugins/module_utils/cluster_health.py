@@ -15,7 +15,7 @@ from ansible_collections.hashslot.redis.plugins.module_utils.topology import Clu
 
 # Every kind of problem find_problems reports.
 PROBLEM_KINDS = ('node_unreachable', 'node_failed', 'node_pfail', 'link_down', 'open_slot', 'uncovered_slots',
-                 'config_disagreement', 'cluster_state', 'master_without_replica', 'replica_same_domain')
+                 'config_disagreement', 'cluster_state', 'master_without_replica', 'replica_same_domain', 'ghost_node')
 
 
 def failure_domain(node: ClusterNode, zones: Dict[str, str]) -> str:
@@ -32,6 +32,8 @@ def find_problems(seed: NodeState, states: Dict[str, NodeState], unreachable: Di
 
     for address, reason in sorted(unreachable.items()):
         add('node_unreachable', address, reason)
+    for ghost in ghost_nodes(view):
+        problems.append(ghost)
     flagged: Dict[str, Dict[str, List[str]]] = {}
     for observer, state in states.items():
         for node in state.view.members():
@@ -72,6 +74,32 @@ def find_problems(seed: NodeState, states: Dict[str, NodeState], unreachable: Di
             if failure_domain(replica, zones) == failure_domain(master, zones):
                 add('replica_same_domain', replica.address, f'replica of {master.address} in the same {failure_domain(master, zones)}')
     return problems
+
+
+def ghost_nodes(view: ClusterView) -> List[Dict]:
+    """Nodes the cluster still lists without an address (`noaddr`): a server that came back at the same address with
+    another node id (restarted with an empty data directory) left its old id so. Nobody pings such a node, so it is
+    never flagged fail: a master among them keeps its slots, which nobody serves, and its replica is never promoted.
+
+    Each is a `ghost_node` problem whose `node` is the id, with `slot_count` and, for a master that still owns slots,
+    `replica` (the address of a replica that can take them over), so that the redis_cluster role can act on it.
+    """
+    ghosts = []
+    for node in sorted(view.nodes.values(), key=lambda item: item.id):
+        if 'noaddr' not in node.flags or node.is_myself:
+            continue
+        heirs = sorted(replica.address for replica in view.replicas_of(node.id) if not replica.failed)
+        entry = dict(kind='ghost_node', node=node.id, slot_count=node.slot_count, replica=heirs[0] if heirs and node.slots else None)
+        if node.slots:
+            remedy = (f'promote its replica {heirs[0]} (hashslot.redis.redis_failover mode=takeover), then forget it' if heirs
+                      else 'no replica can take them over: restore them from a backup')
+            entry['detail'] = (f'{node.role} {node.id} has no address any more (its server came back with another node id: '
+                               f'an empty data directory?) and still owns {node.slot_count} slots, which nobody serves; {remedy}')
+        else:
+            entry['detail'] = (f'{node.role} {node.id} has no address any more (its server came back with another node id, or '
+                               f'left); forget it: hashslot.redis.redis_cluster_node state=absent node_id={node.id}')
+        ghosts.append(entry)
+    return ghosts
 
 
 def _name(view: ClusterView, node_id: str) -> str:

@@ -152,16 +152,27 @@ def ensure_present(pool: NodePool, cluster: Dict, node: Dict, role: str, master:
     return result
 
 
-def ensure_absent(pool: NodePool, cluster: Dict, node: Dict, wait_timeout: float, check_mode: bool,
-                  drain: Optional[Callable[[bool], Dict]] = None) -> Dict:
-    """Remove `node`; `drain(check_mode)` first empties a master that still owns slots."""
+def _find_by_id(view: ClusterView, node_id: str) -> Optional[ClusterNode]:
+    """The node with this id (or a unique prefix of it, 8 characters at least), members and ghosts alike."""
+    if node_id in view.nodes:
+        return view.nodes[node_id]
+    matches = [node for known, node in view.nodes.items() if len(node_id) >= 8 and known.startswith(node_id)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def ensure_absent(pool: NodePool, cluster: Dict, node: Optional[Dict], wait_timeout: float, check_mode: bool,
+                  drain: Optional[Callable[[bool], Dict]] = None, node_id: Optional[str] = None) -> Dict:
+    """Remove `node`, or the node with id `node_id` (a node left without an address, which no address names);
+    `drain(check_mode)` first empties a master that still owns slots."""
     started = time.monotonic()
     seed, states, unreachable = discover(pool, cluster['host'], cluster['port'])
-    member = _find_member(seed.view, node['host'], node['port'])
+    member = _find_by_id(seed.view, node_id) if node_id else _find_member(seed.view, node['host'], node['port'])
     before = render_layout(layout_of_view(seed.view))
     if member is None:
-        return dict(changed=False, actions=[], node=f"{node['host']}:{node['port']}", diff=dict(before=before, after=before),
+        return dict(changed=False, actions=[], node=node_id or f"{node['host']}:{node['port']}", diff=dict(before=before, after=before),
                     duration=round(time.monotonic() - started, 3))
+    if 'noaddr' in member.flags:
+        return _forget_ghost(seed, states, unreachable, member, before, wait_timeout, check_mode, started)
     drain_actions: List[Dict] = []
     if member.slots:
         if drain is None:
@@ -206,6 +217,42 @@ def ensure_absent(pool: NodePool, cluster: Dict, node: Dict, wait_timeout: float
                     return f'{state.address} still knows {member.address}'
             return None
         wait_until(forgotten, min(wait_timeout, 50.0), f'every node to forget {member.address}')
+    except (ClusterError, NodeError) as exc:
+        raise ClusterError(f'{exc}; run the task again within 60 s to complete the removal', changed=True) from exc
+    result['duration'] = round(time.monotonic() - started, 3)
+    return result
+
+
+def _forget_ghost(seed: NodeState, states: Dict[str, NodeState], unreachable: Dict[str, str], ghost: ClusterNode, before: str,
+                  wait_timeout: float, check_mode: bool, started: float) -> Dict:
+    """Forget a node the cluster lists without an address: no server answers for it, so it is only forgotten everywhere."""
+    label = f'{ghost.id} (no address)'
+    if ghost.slots:
+        heirs = [replica.address for replica in seed.view.replicas_of(ghost.id) if not replica.failed]
+        remedy = (f'promote its replica {heirs[0]} first (hashslot.redis.redis_failover mode=takeover)' if heirs
+                  else 'no replica can take them over')
+        raise ClusterError(f'{label}: still owns {ghost.slot_count} slots; forgetting it would leave them without an owner: {remedy}')
+    replicas = seed.view.replicas_of(ghost.id)
+    if replicas:
+        raise ClusterError(f'{label}: has replicas ({", ".join(node.address for node in replicas)}); re-point them first')
+    others = _live_members(seed, states, unreachable)
+    actions = [dict(action='forget', node=state.address, forget=label, forget_id=ghost.id) for state in others]
+    result: Dict = dict(changed=True, actions=actions, node=ghost.id, diff=dict(before=before, after=before))
+    if check_mode:
+        result['duration'] = round(time.monotonic() - started, 3)
+        return result
+    try:
+        for state in others:
+            reply = state.client.pipeline([('CLUSTER', 'FORGET', ghost.id)])[0]
+            if isinstance(reply, Exception) and 'unknown node' not in str(reply).lower():
+                raise ClusterError(f'{state.address}: CLUSTER FORGET {label} failed: {reply}', changed=True)
+
+        def forgotten() -> Optional[str]:
+            for state in others:
+                if ghost.id in read_node(state.client).view.nodes:
+                    return f'{state.address} still knows {label}'
+            return None
+        wait_until(forgotten, min(wait_timeout, 50.0), f'every node to forget {label}')
     except (ClusterError, NodeError) as exc:
         raise ClusterError(f'{exc}; run the task again within 60 s to complete the removal', changed=True) from exc
     result['duration'] = round(time.monotonic() - started, 3)

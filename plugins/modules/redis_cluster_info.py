@@ -49,7 +49,7 @@ options:
     elements: str
     default: []
     choices: [node_unreachable, node_failed, node_pfail, link_down, open_slot, uncovered_slots, config_disagreement,
-              cluster_state, master_without_replica, replica_same_domain]
+              cluster_state, master_without_replica, replica_same_domain, ghost_node]
   report:
     description:
       - Write a picture of the cluster to this file on the host the module runs on (use C(delegate_to) to choose it).
@@ -136,7 +136,13 @@ nodes:
   sample: [{id: 07c37dfeb235213a872192d90877d0cd55635b91, address: "10.0.1.10:6379", role: master, slots: ["0-5461"], slot_count: 5462,
             flags: [master], link_state: connected, replication_offset: 1862, zone: a}]
 problems:
-  description: Each problem found, as C(kind), C(node) and C(detail).
+  description:
+    - Each problem found, as C(kind), C(node) and C(detail).
+    - C(ghost_node) is a node the cluster still lists without an address (C(noaddr)), as a server that came back at
+      its address with another node id (an empty data directory) leaves its old id. Nobody pings it, so it is never
+      flagged C(fail); a master among them keeps its slots unserved and its replica is not promoted. Its C(node) is
+      the node id; it also has C(slot_count) and, for a master that still owns slots, C(replica), a replica that can
+      take them over (C(null) otherwise).
   returned: always
   type: list
   elements: dict

@@ -33,9 +33,8 @@ options:
         type: int
         default: 6379
   node:
-    description: The node to add or remove.
+    description: The node to add or remove. Required unless O(node_id) names the node to remove.
     type: dict
-    required: true
     suboptions:
       host:
         description: Host name or IP address, as the other nodes reach it.
@@ -48,6 +47,17 @@ options:
       zone:
         description: Failure-domain label of the node, used to choose its master.
         type: str
+  node_id:
+    description:
+      - With O(state=absent), the node to remove by its id (or a unique prefix of 8 characters or more) instead of
+        its address.
+      - The way to forget a node the cluster lists without an address (C(noaddr)). A server that came back at its
+        address with another node id (an empty data directory) leaves its old id so, and no address names it any more.
+        Such a node is only forgotten on every member. One that still owns slots is refused, naming the replica to
+        promote first (hashslot.redis.redis_failover C(mode=takeover)); redis_cluster_info reports these as
+        C(ghost_node).
+    type: str
+    version_added: 0.2.0
   state:
     description: Whether the node should be a member.
     type: str
@@ -123,6 +133,12 @@ EXAMPLES = r'''
     cluster: {host: 10.0.1.10, port: 6379}
     node: {host: 10.0.2.11, port: 6379}
     state: absent
+
+- name: Forget the old id a node left when it came back with an empty data directory (a ghost_node problem)
+  hashslot.redis.redis_cluster_node:
+    cluster: {host: 10.0.1.10, port: 6379}
+    node_id: 1982c270332ba172791fd75272c213c8d5f1254e
+    state: absent
 '''
 
 RETURN = r'''
@@ -133,7 +149,7 @@ actions:
   elements: dict
   sample: [{action: meet, node: "10.0.3.12:6379", peer: "10.0.1.10:6379"}, {action: replicate, node: "10.0.3.12:6379", master: "10.0.1.10:6379"}]
 node:
-  description: The node, as host:port.
+  description: The node, as host:port (its id when named by O(node_id)).
   returned: always
   type: str
 duration:
@@ -155,7 +171,8 @@ def main():
     argument_spec = common_argument_spec()
     argument_spec.update(
         cluster=node_argument_spec(),
-        node=node_argument_spec(with_zone=True),
+        node=node_argument_spec(required=False, with_zone=True),
+        node_id=dict(type='str'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         role=dict(type='str', default='replica', choices=['master', 'replica']),
         master=node_argument_spec(required=False),
@@ -163,7 +180,8 @@ def main():
         drain=dict(type='bool', default=False),
         wait_timeout=dict(type='float', default=60),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, required_one_of=[('node', 'node_id')],
+                           mutually_exclusive=[('node', 'node_id')], required_if=[('state', 'present', ('node',))])
     params = module.params
 
     def operation(pool):
@@ -173,7 +191,7 @@ def main():
 
         if params['state'] == 'absent':
             return ensure_absent(pool, params['cluster'], params['node'], params['wait_timeout'], module.check_mode,
-                                 drain=drain_first if params['drain'] else None)
+                                 drain=drain_first if params['drain'] and params['node'] else None, node_id=params['node_id'])
         return ensure_present(pool, params['cluster'], params['node'], params['role'], params['master'], params['zones'],
                               params['wait_timeout'], module.check_mode)
 

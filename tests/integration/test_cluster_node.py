@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import os
 import subprocess
 import time
 
@@ -96,3 +97,63 @@ def test_joining_node_with_keys_is_refused(cluster, servers):
     result = run_module('redis_cluster_node', cluster=cluster[0].node, node=stranger.node)
     assert result.get('failed') and stranger.address in result['msg'] and 'holds 3 keys' in result['msg']
     assert cluster_nodes_snapshot(cluster + [stranger]) == before
+
+
+def restart_empty(server) -> str:
+    """Kill the server, empty its data directory and start it again at the same address: a new node id. Returns the
+    old id, which the others keep without an address."""
+    old_id = raw_command(server, 'CLUSTER', 'MYID')
+    server.kill()
+    for name in os.listdir(server.directory):
+        if name != 'server.log':
+            os.remove(os.path.join(server.directory, name))
+    server.start()
+    return old_id
+
+
+@pytest.mark.per_lineage
+def test_nodes_back_with_an_empty_data_directory_leave_ghosts_that_are_forgotten(build, cluster):
+    """A replica and a master come back empty at their addresses. The others keep their old ids without an address
+    (noaddr) and never flag them fail: the ghost master keeps its slots unserved and its replica is not promoted.
+    The report names both; forgetting the master's ghost is refused until its replica took over; then both ghosts
+    are forgotten by id, and the two servers join again as replicas."""
+    roles = {server.address: raw_command(server, 'ROLE') for server in cluster}
+    master = next(server for server in cluster if roles[server.address][0] == 'master')
+    heir = next(server for server in cluster if roles[server.address][0] == 'slave' and int(roles[server.address][2]) == master.port)
+    replica = next(server for server in cluster if roles[server.address][0] == 'slave' and server is not heir)
+    ghosts = {'master': restart_empty(master), 'replica': restart_empty(replica)}
+    live = [server for server in cluster if server not in (master, replica)]
+    time.sleep(4)  # longer than cluster-node-timeout (3 s): the ghosts are still not flagged fail
+
+    report = run_module('redis_cluster_info', node=heir.node)
+    found = {problem['node']: problem for problem in report['problems'] if problem['kind'] == 'ghost_node'}
+    assert set(found) == set(ghosts.values()), report['problems']
+    assert found[ghosts['replica']]['slot_count'] == 0 and found[ghosts['replica']]['replica'] is None
+    if found[ghosts['master']]['slot_count']:
+        # Redis 7.0 never flags the ghost fail: its slots stay unserved and its replica waits.
+        assert found[ghosts['master']]['replica'] == heir.address and raw_command(heir, 'ROLE')[0] == 'slave'
+        refused = run_module('redis_cluster_node', cluster=heir.node, node_id=ghosts['master'], state='absent')
+        assert refused.get('failed') and 'slots' in refused['msg'] and heir.address in refused['msg'] and 'takeover' in refused['msg'], refused
+        promoted = run_module('redis_failover', node=heir.node, mode='takeover')
+        assert not promoted.get('failed'), promoted
+    else:
+        # Valkey 8.1 flags it fail (fail,noaddr) and its replica takes over by itself.
+        assert build.name.startswith('valkey') and found[ghosts['master']]['replica'] is None
+        deadline = time.monotonic() + 30
+        while raw_command(heir, 'ROLE')[0] != 'master':
+            assert time.monotonic() < deadline, f'{heir.address} did not take over from the ghost'
+            time.sleep(0.2)
+    planned = run_module('redis_cluster_node', check=True, cluster=heir.node, node_id=ghosts['replica'][:12], state='absent')
+    assert planned['changed'] is True and {action['node'] for action in planned['actions']} == {server.address for server in live}
+    for ghost in ghosts.values():
+        forgotten = run_module('redis_cluster_node', cluster=heir.node, node_id=ghost, state='absent')
+        assert not forgotten.get('failed') and forgotten['changed'] is True, forgotten
+        assert run_module('redis_cluster_node', cluster=heir.node, node_id=ghost, state='absent')['changed'] is False
+    for server in live:
+        assert not node_ids(server) & set(ghosts.values()), server.address
+    for server in (master, replica):
+        joined = run_module('redis_cluster_node', cluster=heir.node, node=server.node, role='replica')
+        assert not joined.get('failed'), joined
+    # Every node runs on this one machine: the replicas are all in their master's failure domain.
+    report = run_module('redis_cluster_info', node=heir.node, fail_on_problems=True, ignore_problems=['replica_same_domain'])
+    assert not report.get('failed') and report['masters'] == 3 and report['replicas'] == 3, report['problems']

@@ -72,5 +72,5 @@ def test_doc_renders_and_matches_argument_spec(name):
 def test_problem_kinds_are_the_ones_the_health_check_reports():
     source = open(os.path.join(REPO, 'plugins', 'module_utils', 'cluster_health.py')).read()
     from ansible_collections.hashslot.redis.plugins.module_utils.cluster_health import PROBLEM_KINDS
-    reported = set(re.findall(r"add\('([a-z_]+)'", source))
+    reported = set(re.findall(r"add\('([a-z_]+)'", source)) | set(re.findall(r"kind='([a-z_]+)'", source))
     assert reported == set(PROBLEM_KINDS)
