@@ -202,25 +202,30 @@ def ensure_absent(pool: NodePool, cluster: Dict, node: Optional[Dict], wait_time
     if check_mode:
         result['duration'] = round(time.monotonic() - started, 3)
         return result
+    _forget_everywhere(others, member.id, member.address, wait_timeout, reset=removed_state)
+    result['duration'] = round(time.monotonic() - started, 3)
+    return result
+
+
+def _forget_everywhere(others: List[NodeState], node_id: str, label: str, wait_timeout: float, reset: Optional[NodeState] = None) -> None:
+    """CLUSTER FORGET on every member first (each bans the id for 60 s, so no node re-learns it from gossip
+    meanwhile), then CLUSTER RESET SOFT of the removed node when it answers, then wait until nobody knows it."""
     try:
-        # Forget everywhere first: each FORGET bans the id for 60 s, so no node re-learns it from gossip meanwhile.
         for state in others:
-            reply = state.client.pipeline([('CLUSTER', 'FORGET', member.id)])[0]
+            reply = state.client.pipeline([('CLUSTER', 'FORGET', node_id)])[0]
             if isinstance(reply, Exception) and 'unknown node' not in str(reply).lower():
-                raise ClusterError(f'{state.address}: CLUSTER FORGET {member.address} failed: {reply}', changed=True)
-        if removed_state is not None:
-            removed_state.client.call('CLUSTER', 'RESET', 'SOFT')
+                raise ClusterError(f'{state.address}: CLUSTER FORGET {label} failed: {reply}', changed=True)
+        if reset is not None:
+            reset.client.call('CLUSTER', 'RESET', 'SOFT')
 
         def forgotten() -> Optional[str]:
             for state in others:
-                if member.id in read_node(state.client).view.nodes:
-                    return f'{state.address} still knows {member.address}'
+                if node_id in read_node(state.client).view.nodes:
+                    return f'{state.address} still knows {label}'
             return None
-        wait_until(forgotten, min(wait_timeout, 50.0), f'every node to forget {member.address}')
+        wait_until(forgotten, min(wait_timeout, 50.0), f'every node to forget {label}')
     except (ClusterError, NodeError) as exc:
         raise ClusterError(f'{exc}; run the task again within 60 s to complete the removal', changed=True) from exc
-    result['duration'] = round(time.monotonic() - started, 3)
-    return result
 
 
 def _forget_ghost(seed: NodeState, states: Dict[str, NodeState], unreachable: Dict[str, str], ghost: ClusterNode, before: str,
@@ -241,19 +246,6 @@ def _forget_ghost(seed: NodeState, states: Dict[str, NodeState], unreachable: Di
     if check_mode:
         result['duration'] = round(time.monotonic() - started, 3)
         return result
-    try:
-        for state in others:
-            reply = state.client.pipeline([('CLUSTER', 'FORGET', ghost.id)])[0]
-            if isinstance(reply, Exception) and 'unknown node' not in str(reply).lower():
-                raise ClusterError(f'{state.address}: CLUSTER FORGET {label} failed: {reply}', changed=True)
-
-        def forgotten() -> Optional[str]:
-            for state in others:
-                if ghost.id in read_node(state.client).view.nodes:
-                    return f'{state.address} still knows {label}'
-            return None
-        wait_until(forgotten, min(wait_timeout, 50.0), f'every node to forget {label}')
-    except (ClusterError, NodeError) as exc:
-        raise ClusterError(f'{exc}; run the task again within 60 s to complete the removal', changed=True) from exc
+    _forget_everywhere(others, ghost.id, label, wait_timeout)
     result['duration'] = round(time.monotonic() - started, 3)
     return result
