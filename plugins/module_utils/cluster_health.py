@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import Dict, List, Optional
 
@@ -15,7 +16,8 @@ from ansible_collections.hashslot.redis.plugins.module_utils.topology import Clu
 
 # Every kind of problem find_problems reports.
 PROBLEM_KINDS = ('node_unreachable', 'node_failed', 'node_pfail', 'link_down', 'open_slot', 'uncovered_slots',
-                 'config_disagreement', 'cluster_state', 'master_without_replica', 'replica_same_domain', 'ghost_node')
+                 'config_disagreement', 'cluster_state', 'master_without_replica', 'replica_same_domain', 'ghost_node',
+                 'certificate_expiring', 'certificate_expired')
 
 
 def failure_domain(node: ClusterNode, zones: Dict[str, str]) -> str:
@@ -107,8 +109,25 @@ def _name(view: ClusterView, node_id: str) -> str:
     return node.address if node else node_id
 
 
-def inspect_cluster(pool: NodePool, host: str, port: int, zones: Optional[Dict[str, str]] = None) -> Dict:
+def certificate_problem(address: str, expires: datetime.datetime, now: datetime.datetime, expiry_days: int) -> Optional[Dict]:
+    """`certificate_expired`, or `certificate_expiring` when the certificate a node serves ends within `expiry_days`."""
+    days_left = (expires - now).total_seconds() / 86400
+    if days_left >= expiry_days and days_left > 0:
+        return None
+    when = expires.strftime('%Y-%m-%d %H:%M UTC')
+    renew = ('site.yml renews the certificates it generates within redis_server_tls_renew_days of their end, and the '
+             'servers reload them without a restart')
+    if days_left <= 0:
+        return dict(kind='certificate_expired', node=address, expires=expires.strftime('%Y-%m-%dT%H:%M:%SZ'),
+                    detail=f'the TLS certificate it serves expired on {when}: clients and nodes that verify it refuse it; {renew}')
+    return dict(kind='certificate_expiring', node=address, expires=expires.strftime('%Y-%m-%dT%H:%M:%SZ'),
+                detail=f'the TLS certificate it serves expires on {when}, in {days_left:.1f} day(s) '
+                       f'(certificate_expiry_days {expiry_days}); {renew}')
+
+
+def inspect_cluster(pool: NodePool, host: str, port: int, zones: Optional[Dict[str, str]] = None, expiry_days: int = 30) -> Dict:
     started = time.monotonic()
+    now = datetime.datetime.now(datetime.timezone.utc)
     zones = dict(zones or {})
     seed, states, unreachable = discover(pool, host, port)
     problems = find_problems(seed, states, unreachable, zones)
@@ -117,6 +136,12 @@ def inspect_cluster(pool: NodePool, host: str, port: int, zones: Optional[Dict[s
         state = states.get(entry['address']) or (seed if entry['id'] == seed.node_id else None)
         if state is None:
             continue
+        expires = state.client.served_certificate_expiry()
+        if expires is not None:
+            entry['certificate_expires'] = expires.strftime('%Y-%m-%dT%H:%M:%SZ')
+            problem = certificate_problem(entry['address'], expires, now, expiry_days)
+            if problem:
+                problems.append(problem)
         try:
             replication = state.client.info('replication')
         except NodeError:

@@ -10,6 +10,7 @@ response callbacks getting in the way.
 
 from __future__ import annotations
 
+import datetime
 import re
 import socket
 import ssl
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.hashslot.redis.plugins.module_utils.certificate import CertificateFormatError, certificate_not_after
 
 REDIS_IMPORT_ERROR: Optional[str] = None
 try:
@@ -276,6 +279,18 @@ class NodeClient:
         sock = getattr(self._connection, '_sock', None)
         if sock is not None:
             sock.settimeout(seconds)
+
+    def served_certificate_expiry(self) -> Optional[datetime.datetime]:
+        """When the certificate the node presented on this connection expires; None over plaintext, before the first
+        command, or when it cannot be read."""
+        sock = getattr(self._connection, '_sock', None)
+        if not self.tls or sock is None or not hasattr(sock, 'getpeercert'):
+            return None
+        try:
+            der = sock.getpeercert(binary_form=True)
+            return certificate_not_after(der) if der else None
+        except (CertificateFormatError, ValueError, OSError):
+            return None
 
     def call(self, *args: Any) -> Any:
         """One command's decoded reply; a transient refusal (LOADING, BUSY, ...) is retried until transient_timeout."""

@@ -183,3 +183,18 @@ def apply_settings(client: Any, wanted: Mapping[str, Any], check_mode: bool) -> 
             after=''.join(f'{name} {shown(name, after[name] if name in changed else normalize(wanted[name]))}\n' for name in diff_names),
         ),
     )
+
+
+def reload_tls(client: Any, check_mode: bool) -> bool:
+    """Make a running server re-read its TLS certificate, key and CA files: CONFIG SET tls-cert-file to the value it
+    already has (Redis and Valkey rebuild their TLS context on every CONFIG SET of a tls-* file setting, even an
+    unchanged one). New connections get the new certificate; open ones keep theirs. False when it serves no TLS."""
+    path = read_settings(client, ['tls-cert-file'])['tls-cert-file']
+    if not path:
+        return False
+    if not check_mode:
+        reply = client.pipeline([('CONFIG', 'SET', 'tls-cert-file', path)])[0]
+        if isinstance(reply, Exception):
+            raise ConfigApplyError(f'{client.address}: reloading the TLS files (CONFIG SET tls-cert-file {path}) failed: {reply}; '
+                                   'check that the certificate, the key and the CA in place belong together')
+    return True

@@ -49,7 +49,17 @@ options:
     elements: str
     default: []
     choices: [node_unreachable, node_failed, node_pfail, link_down, open_slot, uncovered_slots, config_disagreement,
-              cluster_state, master_without_replica, replica_same_domain, ghost_node]
+              cluster_state, master_without_replica, replica_same_domain, ghost_node, certificate_expiring,
+              certificate_expired]
+  certificate_expiry_days:
+    description:
+      - Over TLS, report C(certificate_expiring) for each node whose served certificate ends within this many days
+        (C(certificate_expired) once it has ended), an alert to schedule with O(fail_on_problems).
+      - The end date of each node's certificate is in the result's RV(nodes) (C(certificate_expires)).
+      - C(0) reports only certificates that have ended.
+    type: int
+    default: 30
+    version_added: 0.2.0
   report:
     description:
       - Write a picture of the cluster to this file on the host the module runs on (use C(delegate_to) to choose it).
@@ -105,6 +115,14 @@ EXAMPLES = r'''
   delegate_to: localhost
   run_once: true
 
+- name: A scheduled alert (AWX) - fail when a node's TLS certificate ends within 21 days
+  hashslot.redis.redis_cluster_info:
+    node: {host: 10.0.1.10, port: 6379}
+    tls: true
+    ca_certs: /etc/redis/tls/ca.crt
+    certificate_expiry_days: 21
+    fail_on_problems: true
+
 - name: Show the masters
   ansible.builtin.debug:
     msg: "{{ health.nodes | selectattr('role', 'equalto', 'master') | map(attribute='address') | list }}"
@@ -129,7 +147,9 @@ replicas:
   returned: always
   type: int
 nodes:
-  description: Every member, with id, address, role, master, slot ranges, flags, link state, replication offset and zone when known.
+  description:
+    - Every member, with id, address, role, master, slot ranges, flags, link state, replication offset and zone when known.
+    - Over TLS, C(certificate_expires) is when the certificate the node serves ends (UTC, ISO 8601).
   returned: always
   type: list
   elements: dict
@@ -143,6 +163,7 @@ problems:
       flagged C(fail); a master among them keeps its slots unserved and its replica is not promoted. Its C(node) is
       the node id; it also has C(slot_count) and, for a master that still owns slots, C(replica), a replica that can
       take them over (C(null) otherwise).
+    - C(certificate_expiring) and C(certificate_expired) also carry C(expires), the certificate's end (UTC, ISO 8601).
   returned: always
   type: list
   elements: dict
@@ -176,13 +197,17 @@ def main():
         zones=dict(type='dict', default={}),
         fail_on_problems=dict(type='bool', default=False),
         ignore_problems=dict(type='list', elements='str', default=[], choices=list(PROBLEM_KINDS)),
+        certificate_expiry_days=dict(type='int', default=30),
         report=dict(type='path'),
         report_format=dict(type='str', default='html', choices=list(REPORT_FORMATS)),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def operation(pool):
-        result = inspect_cluster(pool, module.params['node']['host'], module.params['node']['port'], module.params['zones'])
+        if module.params['certificate_expiry_days'] < 0:
+            return dict(changed=False, failure='certificate_expiry_days must be 0 or more (nothing was read)')
+        result = inspect_cluster(pool, module.params['node']['host'], module.params['node']['port'], module.params['zones'],
+                                 module.params['certificate_expiry_days'])
         path = module.params['report']
         if path:
             content = render_cluster_report(result, module.params['report_format'])

@@ -30,6 +30,18 @@ options:
         are masked wherever the result shows them, its diff and invocation included.
     type: dict
     required: true
+  reload_tls:
+    description:
+      - Make the server re-read its TLS certificate, key and CA files now, without a restart (C(CONFIG SET
+        tls-cert-file) to the path it already has, which rebuilds the server's TLS context). Set it when the files
+        changed on disk (a renewed or re-issued certificate); new connections get the new certificate, open ones
+        keep theirs.
+      - A server without TLS is left alone. Files that do not belong together (a key of another certificate) fail
+        the task and the server keeps serving the previous ones.
+      - The task is C(changed) when the files were reloaded (in check mode, when they would be).
+    type: bool
+    default: false
+    version_added: 0.2.0
 extends_documentation_fragment:
   - hashslot.redis.node
   - hashslot.redis.connection
@@ -57,6 +69,14 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "restart needed for {{ applied.restart_required }}"
   when: applied.restart_required | length > 0
+
+- name: Serve a renewed certificate (same paths, new files) without a restart
+  hashslot.redis.redis_config:
+    node: {host: 10.0.1.10, port: 6379}
+    settings: {}
+    reload_tls: true
+    tls: true
+    ca_certs: /etc/redis/tls/ca.crt
 '''
 
 RETURN = r'''
@@ -72,13 +92,18 @@ restart_required:
   type: list
   elements: str
   sample: [databases]
+tls_reloaded:
+  description: Whether the server re-read its TLS files (O(reload_tls); in check mode, whether it would).
+  returned: always
+  type: bool
+  version_added: 0.2.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hashslot.redis.plugins.module_utils.module_support import run_cluster_module
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import common_argument_spec, node_argument_spec
-from ansible_collections.hashslot.redis.plugins.module_utils.server_config import ConfigApplyError, apply_settings, secret_values
+from ansible_collections.hashslot.redis.plugins.module_utils.server_config import ConfigApplyError, apply_settings, reload_tls, secret_values
 
 
 def main():
@@ -86,6 +111,7 @@ def main():
     argument_spec.update(
         node=node_argument_spec(),
         settings=dict(type='dict', required=True),
+        reload_tls=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     # `settings` is a plain dict, so Ansible does not know that masterauth or requirepass in it are secrets: without
@@ -95,7 +121,10 @@ def main():
     def operation(pool):
         client = pool.get(module.params['node']['host'], module.params['node']['port'])
         try:
-            return apply_settings(client, module.params['settings'], module.check_mode)
+            result = apply_settings(client, module.params['settings'], module.check_mode)
+            result['tls_reloaded'] = module.params['reload_tls'] and reload_tls(client, module.check_mode)
+            result['changed'] = result['changed'] or result['tls_reloaded']
+            return result
         except ConfigApplyError as exc:
             return dict(changed=False, failure=str(exc))
 

@@ -7,9 +7,12 @@ sampler; the tests read that run and then probe the cluster.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from typing import Any, Dict, List
 
 import pytest
 import redis
+from cryptography import x509
 from redis.crc import key_slot
 
 from cmdline_sampler import CommandLineSampler
@@ -202,6 +206,68 @@ def test_no_password_on_any_command_line_in_the_output_or_in_a_result(formed):
     # -vvv prints every module's arguments: the password and the secret setting are there, masked.
     assert '"login_password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' in formed.run.output
     assert '"masterauth": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' in formed.run.output
+
+
+def served_certificate(node: RedisServer, pki: LoopbackPki) -> x509.Certificate:
+    """The certificate a node presents to a new TLS connection."""
+    context = ssl.create_default_context(cafile=pki.ca)
+    context.check_hostname = False
+    context.load_cert_chain(pki.cert, pki.key)
+    with socket.create_connection(('127.0.0.1', node.port), timeout=5) as sock, context.wrap_socket(sock) as tls:
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def run_id(node: RedisServer) -> str:
+    return re.search(r'run_id:(\w+)', raw_command(node, 'INFO', 'server')).group(1)
+
+
+@pytest.mark.per_lineage
+def test_renewed_certificate_is_reloaded_without_a_restart_and_its_end_reported(secured, formed):
+    """A certificate renewed in place (same key and CA, 10 days left) is served by the node told to reload it, with no
+    restart; redis_cluster_info reports it as expiring (30 days by default) and a scheduled check fails on it."""
+    first, seed = secured.nodes[0], secured.nodes[1]
+    pki, login = secured.pki, secured.login()
+    with open(pki.cert, 'rb') as handle:
+        original = handle.read()
+    before, started_as = served_certificate(first, pki), run_id(first)
+    reload = {'node': first.node, 'settings': {}, 'reload_tls': True, **login}
+    info = {'node': seed.node, 'zones': secured.zones, **login}
+    try:
+        with open(pki.cert, 'wb') as handle:
+            handle.write(pki.issue(days=10))
+        run = run_tasks([
+            {'hashslot.redis.redis_config': reload, 'check_mode': True},
+            {'hashslot.redis.redis_cluster_info': info},
+            {'hashslot.redis.redis_config': reload},
+            {'hashslot.redis.redis_cluster_info': info},
+            {'hashslot.redis.redis_cluster_info': dict(info, certificate_expiry_days=5, fail_on_problems=True)},
+            {'hashslot.redis.redis_cluster_info': dict(info, fail_on_problems=True)},
+        ])
+        planned, untouched, reloaded, reported, narrow, alert = run.results
+        renewed = served_certificate(first, pki)
+    finally:
+        with open(pki.cert, 'wb') as handle:
+            handle.write(original)
+        raw_command(first, 'CONFIG', 'SET', 'tls-cert-file', pki.cert)
+    assert planned['changed'] and planned['tls_reloaded'] and not planned.get('failed')
+    # Check mode changed nothing: every node still serves the 400-day certificate.
+    assert untouched['healthy'], untouched['problems']
+    assert {node['certificate_expires'][:10] for node in untouched['nodes']} == {before.not_valid_after_utc.strftime('%Y-%m-%d')}
+    assert reloaded['changed'] and reloaded['tls_reloaded'] and reloaded['settings_changed'] == []
+    assert renewed.serial_number != before.serial_number
+    assert abs((renewed.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)).total_seconds() - 10 * 86400) < 600
+    assert run_id(first) == started_as, 'the node restarted'
+    # The cluster bus and the modules took the new certificate; the one problem is its end, named.
+    assert reported['cluster_state'] == 'ok'
+    assert [(problem['kind'], problem['node']) for problem in reported['problems']] == [('certificate_expiring', first.address)]
+    assert re.search(r'in (9\.9|10\.0) day\(s\)', reported['problems'][0]['detail']), reported['problems'][0]
+    expires = {node['address']: node['certificate_expires'] for node in reported['nodes']}
+    assert expires[first.address] == renewed.not_valid_after_utc.strftime('%Y-%m-%dT%H:%M:%SZ')
+    assert not narrow.get('failed') and narrow['healthy']
+    assert alert.get('failed') and first.address in alert['msg'] and 'certificate_expiring' in alert['msg']
+    # Put back (the finally above), the 400-day certificate is served again and the cluster is healthy.
+    assert served_certificate(first, pki).serial_number == before.serial_number
+    assert cluster_info(first)['cluster_state'] == 'ok'
 
 
 class Monitor:

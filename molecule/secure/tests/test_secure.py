@@ -3,15 +3,19 @@ secrets that never leak."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import socket
 import ssl
 import stat
 import time
 
 import pytest
 import redis
+from cryptography import x509
 
-from containers import CommandLines, exporter_scrape, exporter_target, metric_samples
+from containers import CommandLines, docker, exporter_scrape, exporter_target, metric_samples
 
 testinfra_hosts = ['redis_cluster']
 PORTS = (6379, 6380)
@@ -152,28 +156,61 @@ def test_files_are_root_owned_and_group_readable_only(host, cluster, converged):
     assert {process.user for process in host.process.filter(comm=f'{name}-server')} == {name}
 
 
-def test_new_passwords_roll_out_without_a_restart(cluster, converged):
-    """An application password and the admin's own (with its previous one for this run) change; no instance restarts."""
+def served_serial(cluster, host: str, port: int) -> int:
+    """The serial number of the certificate an instance presents to a new TLS connection."""
+    files = cluster.tls_files()
+    context = ssl.create_default_context(cafile=files['ca_certs'])
+    context.check_hostname = False
+    context.load_cert_chain(files['client_cert'], files['client_key'])
+    with socket.create_connection((cluster.address(host), port), timeout=5) as sock, context.wrap_socket(sock) as tls:
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+
+def test_new_passwords_and_renewed_certificates_roll_out_without_a_restart(cluster, converged):
+    """One site.yml run (server and exporter tags, -vvv) rotates credentials: an application password and the admin's
+    own change (with its previous one for this run), and redis_server_tls_renew_days longer than the certificates'
+    validity has every host's and every exporter's certificate signed anew on the controller. No instance restarts
+    (same run_id): they load the ACL users and reload the certificate; the exporters restart with theirs and read the
+    servers again; redis_cluster_info reads the new end dates. No secret on a command line or in the output."""
     hosts = cluster.hosts()
+    pki = os.path.join(cluster.inventory_dir, 'pki')
     run_ids = {(host, port): cluster.client(host, port).info('server')['run_id'] for host in hosts for port in PORTS}
+    served_before = {(host, port): served_serial(cluster, host, port) for host in hosts for port in PORTS}
+    exporter_serial = 'openssl x509 -in /etc/redis-exporter/tls/client.crt -noout -serial'
+    exporters = {host: docker('exec', host, 'sh', '-c', exporter_serial) for host in hosts}
     users = cluster.host_vars(hosts[0])['redis_server_acl_users']
     old_app, old_admin = users[0]['password'], cluster.password
     new_app, new_admin = 'molecule-App-rotated-61d0', 'molecule-Admin-rotated-0e5b'
     rotation = {'redis_server_acl_users': [dict(users[0], password=new_app)] + users[1:],
-                'redis_server_admin_password': new_admin, 'redis_server_admin_previous_password': old_admin}
+                'redis_server_admin_password': new_admin, 'redis_server_admin_previous_password': old_admin,
+                'redis_server_tls_renew_days': 3650}
+    started = datetime.datetime.now(datetime.timezone.utc)
     with CommandLines(hosts) as lines:
-        run = cluster.playbook('site.yml', extra_vars=rotation, tags='server', verbosity=3)
+        run = cluster.playbook('site.yml', extra_vars=rotation, tags='server,exporter', verbosity=3)
     assert run.returncode == 0, run.output[-6000:]
     for secret in (new_app, new_admin, old_admin):
         assert lines.containing(secret) == [] and secret not in run.output
     for host in hosts:
+        with open(os.path.join(pki, f'{host}.crt'), 'rb') as handle:
+            renewed = x509.load_pem_x509_certificate(handle.read())
+        assert renewed.not_valid_before_utc >= started - datetime.timedelta(minutes=2), host
         for port in PORTS:
             admin = cluster.client(host, port, password=new_admin)
             assert admin.info('server')['run_id'] == run_ids[(host, port)], f'{host}:{port} restarted'
+            assert served_before[(host, port)] != renewed.serial_number
+            assert served_serial(cluster, host, port) == renewed.serial_number, f'{host}:{port} serves the old certificate'
             assert cluster.client(host, port, username='app', password=new_app).ping()
             for user, password in (('app', old_app), (cluster.user, old_admin)):
                 with pytest.raises(redis.AuthenticationError):
                     cluster.client(host, port, username=user, password=password).ping()
+        assert docker('exec', host, 'sh', '-c', exporter_serial) != exporters[host], f'{host}: exporter certificate kept'
+        for port in PORTS:
+            metrics = exporter_scrape(cluster.address(host), exporter_target(cluster, host, port))
+            assert metric_samples(metrics, 'redis_up') == [({}, 1.0)], (host, port)
+    report = cluster.info(login_password=new_admin)
+    assert report['healthy'], report['problems']
+    ends = {node['certificate_expires'][:10] for node in report['nodes']}
+    assert len(ends) <= 2 and all(820 < (datetime.date.fromisoformat(end) - started.date()).days <= 826 for end in ends), ends
 
 
 def test_exporter_logs_in_as_its_own_user_over_tls(cluster, converged):
