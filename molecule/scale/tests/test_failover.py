@@ -4,15 +4,23 @@ The tests run in file order (this file before test_scale.py) and hand their stat
 1. SIGKILL of a master's server: its replica takes over within 2 x cluster-node-timeout + 5 s, systemd's Restart=
    brings the server back and it rejoins as a replica of the new master.
 2. `docker pause` of another master's container: same bound; once unpaused it comes back as a replica.
-3. playbooks/failover.yml, once per master that site.yml placed and that is now a replica, puts the masters back;
+3. A partition: the third master's container cut off from every other container and from the controller (blackhole
+   routes in its network namespace), with a writer on each side: the minority master must refuse writes within 1.5
+   node timeouts (plus 2 s: see the test), its replica take over within the bound, no write the majority side
+   acknowledged be lost; healed, the old master comes back as a replica, with no ghost node and a clean check.
+4. playbooks/failover.yml, once per master that site.yml placed and that is now a replica, puts the masters back;
    a second run changes nothing; the cluster's health (hashslot.redis.redis_cluster_info, redis-cli) is clean.
 A bounded writer (the acknowledgement ledger) runs through each fault; replication is asynchronous, so a write
-the old master acknowledged but had not yet sent to its replica may be lost: the count is printed, not asserted.
+the old master acknowledged but had not yet sent to its replica may be lost: the count is printed, not asserted
+(in the partition, where the majority's writer cannot reach the cut master, it is asserted: 0).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 import time
 from typing import Any, Dict, List, Optional
 
@@ -34,6 +42,29 @@ REJOIN_TIMEOUT = 90
 # metrics of the next scrape.
 SCRAPE_INTERVAL = 15
 POLL_INTERVAL = 0.1
+# The writer on the minority side of the partition: the test's own Python run in the cut container's network
+# namespace (nsenter), writing to its master's own address as fast as `rate` allows and recording each
+# acknowledgement's time; it stops 3 s after the first refusal (or after `seconds`) and prints JSON. The password
+# comes through the environment, never a command line.
+MINORITY_WRITER = r'''
+import json, os, sys, time
+import redis
+address, prefix, seconds, rate = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+host, port = address.rsplit(':', 1)
+client = redis.Redis(host=host, port=int(port), password=os.environ['HS_MINORITY_PASSWORD'], decode_responses=True,
+                     socket_timeout=1, socket_connect_timeout=1)
+started, acked, refusals, number = time.time(), [], [], 0
+while time.time() - started < seconds and not (refusals and time.time() - refusals[0][0] > 3):
+    key = f'{prefix}:{number}'
+    try:
+        client.set(key, number)
+        acked.append([key, time.time()])
+    except (redis.RedisError, OSError) as exc:
+        refusals.append([time.time(), f'{type(exc).__name__}: {exc}'])
+    number += 1
+    time.sleep(max(0.0, started + number / rate - time.time()))
+print(json.dumps({'acked': acked, 'refusals': refusals[:3], 'refused': len(refusals)}))
+'''
 
 
 @pytest.fixture(scope='module')
@@ -265,12 +296,116 @@ def test_paused_master_container_is_replaced_and_comes_back_as_replica(cluster, 
         print('failover: ' + ledger_report(ledger, 'ledger through the pause'))
 
 
+def network_peers(container: str) -> List[str]:
+    """The addresses a partition cuts the container off from: every other container on its networks and their
+    gateways (the controller, where the majority's writer runs)."""
+    peers: List[str] = []
+    networks = json.loads(docker('inspect', '-f', '{{json .NetworkSettings.Networks}}', container))
+    for name in networks:
+        network = json.loads(docker('network', 'inspect', name))[0]
+        peers += [config['Gateway'] for config in network['IPAM']['Config'] if config.get('Gateway')]
+        peers += [entry['IPv4Address'].split('/')[0] for cid, entry in network['Containers'].items() if entry['Name'] != container]
+    return sorted(set(peers))
+
+
+def in_namespace(pid: str, *command: str) -> List[str]:
+    return ['nsenter', '-t', pid, '-n', *command]
+
+
+def blackhole(pid: str, peers: List[str], action: str) -> None:
+    """Add (or delete) a blackhole route to each peer in the container's network namespace, from the host: packets to
+    them are dropped, so neither side's connections get an answer, as in a real partition."""
+    for peer in peers:
+        completed = subprocess.run(in_namespace(pid, 'ip', 'route', action, 'blackhole', f'{peer}/32'), capture_output=True,
+                                   text=True, timeout=30, check=False)
+        if action == 'add' and completed.returncode != 0:
+            raise AssertionError(f'cannot cut {peer} off: {completed.stderr.strip()} (needs iproute2 and nsenter on the host)')
+
+
+def test_partitioned_master_stops_accepting_and_the_majority_loses_nothing(cluster, addresses, state):
+    bound = promotion_bound(cluster)
+    node_timeout = int(cluster.host_vars(cluster.hosts()[0]).get('redis_server_cluster_node_timeout', 15000)) / 1000
+    host_of = {address: host for host, address in addresses.items()}
+    nodes = cluster_nodes(connect(addresses[cluster.hosts()[0]], cluster.password))
+    faulted = {state.get(step, {}).get('master') for step in ('killed', 'paused')}
+    candidates = sorted(address for address in state['intended'] if nodes[address]['role'] == 'master' and address not in faulted)
+    assert candidates, nodes
+    shard = shard_of(nodes, candidates[0])
+    container = host_of[shard['master']]
+    observer = connect(observer_for(addresses, nodes, shard), cluster.password)
+    pid = docker('inspect', '-f', '{{.State.Pid}}', container).strip()
+    peers = network_peers(container)
+    assert len(peers) >= len(addresses), peers
+
+    # Keys hashed (by their {tag}) to a slot of the cut master.
+    prefix = f"partition:minority:{{{key_in_shard(shard['slots'])}}}"
+    ledger = cluster.ledger(max_seconds=120, max_writes=300_000, prefix='partition', counters=16).start()
+    ledger.wait_for_writes(100, timeout=30)
+    writer = subprocess.Popen(in_namespace(pid, sys.executable, '-c', MINORITY_WRITER, shard['master'], prefix,
+                                           str(2 * bound + 10), '100'),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, HS_MINORITY_PASSWORD=cluster.password))
+    cut = False
+    try:
+        time.sleep(1)
+        cut_at = time.time()
+        cut = True
+        blackhole(pid, peers, 'add')
+        took = wait_for_promotion(cluster, observer, shard, time.monotonic(), 2 * bound)
+        output, errors = writer.communicate(timeout=2 * bound + 30)
+        minority = json.loads(output or '{}') if writer.returncode == 0 else {'error': errors[-2000:]}
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        if cut:
+            blackhole(pid, peers, 'del')
+    state['partitioned'] = shard
+    print(f"\nfailover: partition of {container} ({shard['master']}): {shard['replica']} serving its slots after "
+          + (f'{took:.1f} s' if took is not None else f'more than {2 * bound:.0f} s') + f' (bound {bound:.0f} s)')
+    assert 'acked' in minority, minority
+    before = [key for key, at in minority['acked'] if at < cut_at]
+    after = [key for key, at in minority['acked'] if at >= cut_at]
+    refused_after = minority['refusals'][0][0] - cut_at if minority['refusals'] else None
+    last_ack = max([at for dummy, at in minority['acked']]) - cut_at
+    print(f'failover: the minority master acknowledged {len(before)} writes before the cut and {len(after)} after it '
+          f'(the last {last_ack:.1f} s after), then refused '
+          + (f"{refused_after:.1f} s after the cut (node timeout {node_timeout:g} s): {minority['refusals'][0][1]}"
+             if minority['refusals'] else 'nothing'))
+
+    rejoined = cluster.wait_for(lambda: rejoined_as_replica(cluster, addresses, shard), timeout=REJOIN_TIMEOUT,
+                                what=f'{shard["master"]} following {shard["replica"]} after the partition healed')
+    print(f"failover: healed, {shard['master']} a replica of {shard['replica']} with its link up {rejoined:.1f} s later")
+    promoted = connect(shard['replica'], cluster.password)
+    kept_after = sum(1 for key in after if promoted.get(key) is not None)
+    kept_before = sum(1 for key in before if promoted.get(key) is not None)
+    print(f'failover: of the minority side\'s writes, {kept_before} of {len(before)} from before the cut and '
+          f'{kept_after} of {len(after)} from after it are on the promoted master (the latter are lost by design)')
+    ledger.stop()
+    lost = ledger.lost()
+    print(f'failover: the majority side\'s ledger through the partition: {len(ledger.acknowledged)} writes acknowledged, '
+          f'{len(ledger.errors)} refused or timed out, {len(lost)} acknowledged writes or increments lost')
+
+    assert lost == {}, dict(list(lost.items())[:10])
+    assert took is not None and took <= bound, f'{shard["replica"]} not promoted within {bound:.0f} s'
+    # A master stops accepting writes once it sees most masters unreachable: each of them is flagged (PFAIL) a node
+    # timeout after the first ping it left unanswered, and that ping goes out up to half a node timeout after the
+    # last answer. Plus the server's cron tick and the machine's scheduling when busy.
+    assert before and refused_after is not None, minority
+    assert refused_after <= 1.5 * node_timeout + 2 and last_ack < refused_after, minority['refusals']
+    assert 'CLUSTERDOWN' in minority['refusals'][0][1].upper() or 'cluster is down' in minority['refusals'][0][1], minority['refusals']
+    # No ghost node, no problem, and redis-cli's check clean right after the heal.
+    cluster_ok(cluster)
+    first = cluster.hosts()[0]
+    output = cluster.cli_check(first, addresses[first], cli=f'{cluster.name}-cli')
+    assert '[OK] All 16384 slots covered.' in output and '[ERR]' not in output and '[WARNING]' not in output, output
+
+
 def test_failover_playbook_restores_the_intended_masters(cluster, addresses, state):
     intended: Dict[str, List[str]] = state['intended']
     nodes = cluster_nodes(connect(addresses[cluster.hosts()[0]], cluster.password))
     demoted = sorted(address for address in intended if nodes[address]['role'] != 'master')
-    # Both faults must have left their master demoted, or there is nothing to restore and the test proves nothing.
-    assert demoted == sorted(shard['master'] for shard in (state['killed'], state['paused'])), nodes
+    # The three faults must have left their master demoted, or there is nothing to restore and the test proves nothing.
+    assert demoted == sorted(shard['master'] for shard in (state['killed'], state['paused'], state['partitioned'])), nodes
 
     for address in demoted:
         recap = cluster.playbook('playbooks/failover.yml', extra_vars={'redis_failover_node': address})
