@@ -17,7 +17,7 @@ from ansible_collections.hashslot.redis.plugins.module_utils.topology import Clu
 # Every kind of problem find_problems reports.
 PROBLEM_KINDS = ('node_unreachable', 'node_failed', 'node_pfail', 'link_down', 'open_slot', 'uncovered_slots',
                  'config_disagreement', 'cluster_state', 'master_without_replica', 'replica_same_domain', 'ghost_node',
-                 'certificate_expiring', 'certificate_expired')
+                 'certificate_expiring', 'certificate_expired', 'orphaned_keys')
 
 
 def failure_domain(node: ClusterNode, zones: Dict[str, str]) -> str:
@@ -109,6 +109,33 @@ def _name(view: ClusterView, node_id: str) -> str:
     return node.address if node else node_id
 
 
+def orphaned_keys(seed: NodeState, states: Dict[str, NodeState]) -> List[Dict]:
+    """Masters holding keys in slots another master owns, outside a migration open on them: copies a failover in the
+    middle of a migration left (the target's replica received keys, then the frozen target claimed the slot back).
+    Clients never read them; they hold memory and mislead key counts."""
+    owners = seed.view.slot_owners()
+    problems: List[Dict] = []
+    seen = set()
+    for state in [seed] + list(states.values()):
+        if state.node_id in seen or not state.myself.is_master:
+            continue
+        seen.add(state.node_id)
+        open_slots = set(state.myself.importing) | set(state.myself.migrating)
+        slots = [slot for slot, owner in enumerate(owners) if owner not in (state.node_id, None) and slot not in open_slots]
+        try:
+            replies = state.client.pipeline([('CLUSTER', 'COUNTKEYSINSLOT', slot) for slot in slots])
+        except NodeError:
+            continue
+        held = {slot: reply for slot, reply in zip(slots, replies) if isinstance(reply, int) and reply}
+        if held:
+            ranges = format_ranges(slots_to_ranges(sorted(held)))
+            problems.append(dict(kind='orphaned_keys', node=state.address, keys=sum(held.values()), slots=ranges,
+                                 detail=f'{sum(held.values())} key(s) in {len(held)} slot(s) other masters own ({", ".join(ranges[:5])}), '
+                                        'left by a migration whose target was failed over; clients never read them: '
+                                        'hashslot.redis.redis_cluster_reshard action=fix removes them'))
+    return problems
+
+
 def certificate_problem(address: str, expires: datetime.datetime, now: datetime.datetime, expiry_days: int) -> Optional[Dict]:
     """`certificate_expired`, or `certificate_expiring` when the certificate a node serves ends within `expiry_days`."""
     days_left = (expires - now).total_seconds() / 86400
@@ -130,7 +157,7 @@ def inspect_cluster(pool: NodePool, host: str, port: int, zones: Optional[Dict[s
     now = datetime.datetime.now(datetime.timezone.utc)
     zones = dict(zones or {})
     seed, states, unreachable = discover(pool, host, port)
-    problems = find_problems(seed, states, unreachable, zones)
+    problems = find_problems(seed, states, unreachable, zones) + orphaned_keys(seed, states)
     nodes = describe_cluster(seed.view, zones)
     for entry in nodes:
         state = states.get(entry['address']) or (seed if entry['id'] == seed.node_id else None)

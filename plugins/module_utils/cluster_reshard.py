@@ -130,6 +130,16 @@ class ClusterSnapshot:
         replies = self.masters[node_id].client.pipeline([('CLUSTER', 'COUNTKEYSINSLOT', slot) for slot in slots])
         return [reply if isinstance(reply, int) else 0 for reply in replies]
 
+    def orphans(self, owners: Sequence[Optional[str]]) -> List[Tuple[str, int, int]]:
+        """(node, slot, keys) for each slot in which a master holds keys while another master owns it, outside any
+        migration open on that master (see remove_orphans). Slots without an owner are fix's coverage repair."""
+        found: List[Tuple[str, int, int]] = []
+        for node_id, state in self.masters.items():
+            open_slots = set(state.myself.importing) | set(state.myself.migrating)
+            slots = [slot for slot, owner in enumerate(owners) if owner not in (node_id, None) and slot not in open_slots]
+            found += [(node_id, slot, count) for slot, count in zip(slots, self.key_counts(node_id, slots)) if count]
+        return found
+
 
 def settled_snapshot(pool: NodePool, host: str, port: int, timeout: float) -> ClusterSnapshot:
     """A snapshot once the cluster has settled: a master being taken over by its replica, or claims of slots that
@@ -196,11 +206,19 @@ def plan_repairs(snapshot: ClusterSnapshot) -> RepairPlan:
             stable.extend((node_id, slot) for node_id in marked)
             continue
         holders = [node_id for node_id in snapshot.masters if node_id not in (source, target) and snapshot.key_counts(node_id, [slot])[0]]
-        if holders:
-            raise ClusterError(f'slot {slot}: keys also on {", ".join(snapshot.name(node) for node in holders)}, outside the open migration; refusing to guess')
         target_keys = snapshot.key_counts(target, [slot])[0]
         target_sees = snapshot.masters[target].view.slot_owners()[slot]
-        if (mig and imp) or target_keys or target_sees == target:
+        # Keys on a master outside the migration: a target that froze, whose replica took over with the keys it had
+        # received, and which, let go, claimed the batch's slots back with the SETSLOT NODE left in its socket. The
+        # replica's keys are orphans, repaired against the slot's owner once the slot is closed: finished when the
+        # target owns it, cancelled when the target neither holds nor imports any key of it.
+        target_owns = target_sees == target or owners[slot] == target
+        if holders and not target_owns and (imp or target_keys):
+            raise ClusterError(f'slot {slot}: keys also on {", ".join(snapshot.name(node) for node in holders)}, outside the open migration; refusing to guess')
+        if holders and not target_owns:
+            stable.extend((node_id, slot) for node_id in marked)
+            continue
+        if (mig and imp) or target_keys or target_owns:
             forward.append(SlotMove(source, target, (slot,)))
             if target_sees not in (source, target):
                 reassign.append((target, slot, source))
@@ -239,8 +257,9 @@ def _open_pair(snapshot: ClusterSnapshot, slot: int, mig: Dict[str, str], imp: D
             target = holders[0]
         elif mig_peer in snapshot.view.nodes and not snapshot.view.nodes[mig_peer].failed:
             # Not failed, only unreachable from here: it may hold keys of the slot.
+            # A frozen target just let go is neither flagged failed nor readable for a moment: worth waiting for.
             raise ClusterError(f'slot {slot}: {snapshot.name(source)} migrates it to {snapshot.name(mig_peer)}, which is not '
-                               'reachable; bring it back or fail it over, then run again')
+                               'reachable; bring it back or fail it over, then run again', waitable=True)
     return source, target
 
 
@@ -293,14 +312,78 @@ def plan_fix_coverage(snapshot: ClusterSnapshot, owners: List[Optional[str]]) ->
     return sorted(assignment.items())
 
 
+def remove_orphans(snapshot: ClusterSnapshot, orphans: Sequence[Tuple[str, int, int]], owners: Sequence[Optional[str]]) -> Tuple[int, int]:
+    """Clear the keys a master holds in slots another master owns (orphans): (removed, moved).
+
+    A migration whose target froze (SIGSTOP, a hung host) leaves them: the target's replica received the keys and took
+    over, and the frozen target, let go, ran the SETSLOT NODE still in its socket and claimed the slot with a new
+    epoch; the replica keeps copies nobody reads. A master answers for a slot it does not own only while it imports it,
+    so the holder imports the slot for the repair (then STABLE again) and each key is compared with the owner's (DUMP):
+    a copy equal to the owner's is deleted, a key the owner lacks is restored on it (with its TTL) and deleted from the
+    holder, and a different value stops the repair naming the keys, for an operator to choose.
+    """
+    removed = moved = 0
+    for node_id, slot, dummy in orphans:
+        owner_id = owners[slot]
+        holder, owner = snapshot.masters[node_id].client, snapshot.masters[owner_id].client
+        where = f'slot {slot}: {holder.address} holds keys of it while {owner.address} owns it'
+        reply = holder.pipeline([('CLUSTER', 'SETSLOT', slot, 'IMPORTING', owner_id)])[0]
+        if isinstance(reply, Exception):
+            raise ClusterError(f'{where}; CLUSTER SETSLOT {slot} IMPORTING on it failed: {reply}', changed=bool(removed or moved))
+        try:
+            while True:
+                keys = holder.pipeline([('CLUSTER', 'GETKEYSINSLOT', slot, 100)], decode=False)[0]
+                if isinstance(keys, Exception):
+                    raise ClusterError(f'{where}; CLUSTER GETKEYSINSLOT failed: {keys}', changed=True)
+                if not keys:
+                    break
+                asked = holder.pipeline([command for key in keys for command in (('ASKING',), ('DUMP', key), ('ASKING',), ('PTTL', key))],
+                                        decode=False)
+                copies, ttls = asked[1::4], asked[3::4]
+                theirs = owner.pipeline([('DUMP', key) for key in keys], decode=False)
+                failed = [reply for reply in list(copies) + list(ttls) + list(theirs) if isinstance(reply, Exception)]
+                if failed:
+                    raise ClusterError(f'{where}; reading its keys failed: {failed[0]}', changed=True)
+                conflicts = [key for key, mine, other in zip(keys, copies, theirs) if other is not None and mine is not None and mine != other]
+                if conflicts:
+                    names = ', '.join(repr(key.decode('utf-8', 'replace')) for key in conflicts[:5])
+                    raise ClusterError(f'{where}; {len(conflicts)} of them differ from the owner\'s ({names}): the owner\'s are the ones '
+                                       f'clients read; inspect them, then delete the copies on {holder.address} (ASKING after CLUSTER '
+                                       f'SETSLOT {slot} IMPORTING {owner_id}) or restore them on the owner, and run fix again',
+                                       changed=bool(removed or moved))
+                missing = [(key, copy, ttl) for key, copy, ttl, other in zip(keys, copies, ttls, theirs) if other is None and copy is not None]
+                if missing:
+                    restored = owner.pipeline([('RESTORE', key, max(int(ttl), 0), copy) for key, copy, ttl in missing], decode=False)
+                    refused = [reply for reply in restored if isinstance(reply, Exception)]
+                    if refused:
+                        raise ClusterError(f'{where}; RESTORE on the owner failed: {refused[0]}', changed=True)
+                    moved += len(missing)
+                deleted = holder.pipeline([('ASKING',), ('DEL', *keys)])[1]
+                if isinstance(deleted, Exception):
+                    raise ClusterError(f'{where}; DEL of the copies failed: {deleted}', changed=True)
+                removed += len(keys) - len(missing)
+        finally:
+            holder.pipeline([('CLUSTER', 'SETSLOT', slot, 'STABLE')])
+    return removed, moved
+
+
 def reshard(pool: NodePool, host: str, port: int, action: str, settings: MigrationSettings, weights: Optional[Dict[str, float]] = None,
             threshold: float = 2.0, use_empty_masters: bool = True, slots: Optional[List[str]] = None, target: Optional[Dict] = None,
             source: Optional[Dict] = None, wait_timeout: float = 60.0, check_mode: bool = False) -> Dict:
     if action not in ACTIONS:
         raise ClusterError(f'action must be one of {", ".join(ACTIONS)}, got {action}')
     started = time.monotonic()
-    snapshot = settled_snapshot(pool, host, port, wait_timeout)
-    forward, stable, reassign = plan_repairs(snapshot)
+    deadline = started + wait_timeout
+    while True:
+        snapshot = settled_snapshot(pool, host, port, max(deadline - time.monotonic(), 0.0))
+        try:
+            forward, stable, reassign = plan_repairs(snapshot)
+            break
+        except ClusterError as exc:
+            if not exc.waitable or time.monotonic() >= deadline:
+                raise
+        pool.close()
+        time.sleep(0.25)
     owners, owned = _owned_after(snapshot, forward)
     assign: List[Tuple[str, List[int]]] = []
     moves: List[SlotMove] = []
@@ -331,9 +414,12 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
             # Else it owns nothing: already drained. A master that gave its last slot away turns into a replica of the
             # node that took it (cluster-allow-replica-migration), as when a drain stopped part-way is run again.
 
+    orphans = snapshot.orphans(owners)
     names = {node_id: snapshot.name(node_id) for node_id in snapshot.view.nodes}
     actions: List[Dict] = [dict(action='stable', node=names[node_id], slot=slot) for node_id, slot in stable]
     actions += [dict(action='finish_migration', **entry) for entry in describe_moves(forward, names)]
+    actions += [dict(action='remove_orphans', node=names[node_id], slot=slot, keys=count, owner=names[owners[slot]])
+                for node_id, slot, count in orphans]
     actions += [dict(action='assign', node=names[node_id], slots=format_ranges(slots_to_ranges(assigned)), slot_count=len(assigned))
                 for node_id, assigned in assign]
     planned_moves = describe_moves(moves, names)
@@ -368,6 +454,7 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
             if isinstance(reply, Exception):
                 raise ClusterError(f'{names[node_id]}: CLUSTER SETSLOT {slot} NODE {owner} failed: {reply}', changed=True)
         stats = run_moves(pool.options, forward, endpoints, settings) if forward else None
+        removed, restored = remove_orphans(snapshot, orphans, owners)
         for node_id, assigned in assign:
             client = snapshot.masters[node_id].client
             for start, end in slots_to_ranges(assigned):
@@ -380,6 +467,8 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
     result['moved_slots'] = sum(item.moved_slots for item in (stats, move_stats) if item)
     result['moved_keys'] = sum(item.moved_keys for item in (stats, move_stats) if item)
     result['replaced_keys'] = sum(item.replaced_keys for item in (stats, move_stats) if item)
+    if orphans:
+        result.update(orphans_removed=removed, orphans_restored=restored)
     view = next(iter(final.values())).view
     result['diff']['after'] = render_layout(layout_of_view(view))
     result['duration'] = round(time.monotonic() - started, 3)

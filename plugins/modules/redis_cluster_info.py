@@ -50,7 +50,7 @@ options:
     default: []
     choices: [node_unreachable, node_failed, node_pfail, link_down, open_slot, uncovered_slots, config_disagreement,
               cluster_state, master_without_replica, replica_same_domain, ghost_node, certificate_expiring,
-              certificate_expired]
+              certificate_expired, orphaned_keys]
   certificate_expiry_days:
     description:
       - Over TLS, report C(certificate_expiring) for each node whose served certificate ends within this many days
@@ -164,6 +164,9 @@ problems:
       the node id; it also has C(slot_count) and, for a master that still owns slots, C(replica), a replica that can
       take them over (C(null) otherwise).
     - C(certificate_expiring) and C(certificate_expired) also carry C(expires), the certificate's end (UTC, ISO 8601).
+    - C(orphaned_keys) is a master holding keys (C(keys)) in slots (C(slots)) other masters own, outside a migration
+      open on it, as a migration whose target was failed over while frozen leaves them; clients never read them.
+      C(hashslot.redis.redis_cluster_reshard) C(action=fix) removes them.
   returned: always
   type: list
   elements: dict

@@ -22,6 +22,8 @@ description:
   - C(move) gives O(slots) to O(target). C(drain) gives all of O(source)'s slots to the other masters in proportion to
     their weights (scale-in). C(fix) closes open slots and gives every uncovered slot an owner, deterministically (the
     only master holding keys for it, else the owner of the nearest lower slot); it fails closed rather than guess.
+  - Every action first repairs what an interrupted migration left - open slots, and keys a master holds in a slot
+    another master owns (orphans, see RV(actions)).
   - Slots move in batches; C(SETSLOT) and C(MIGRATE) are pipelined across the batch, O(pipeline) keys go in each
     C(MIGRATE), and O(parallel) source-to-target streams run at once. A large key that times out is retried in
     smaller batches with a longer timeout.
@@ -167,7 +169,11 @@ EXAMPLES = r'''
 
 RETURN = r'''
 actions:
-  description: Every step done (or planned in check mode) - stable, finish_migration, assign, move.
+  description:
+    - Every step done (or planned in check mode) - stable, finish_migration, remove_orphans, assign, move.
+    - C(remove_orphans) names a master holding keys (C(keys)) of a slot another master (C(owner)) owns, outside any open
+      migration, as a migration whose target froze past the node timeout leaves them; copies equal to the owner's are
+      deleted, keys the owner lacks are restored on it, and a copy that differs stops the run naming the keys.
   returned: always
   type: list
   elements: dict
@@ -189,6 +195,16 @@ replaced_keys:
   description: Keys migrated with REPLACE after a BUSYKEY.
   returned: when slots moved
   type: int
+orphans_removed:
+  description: Orphaned copies deleted because the slot's owner holds the same value (see RV(actions)).
+  returned: when orphaned keys were found and the run changed the cluster
+  type: int
+  version_added: 0.2.0
+orphans_restored:
+  description: Orphaned keys the slot's owner lacked, restored on it (with their TTL) and deleted from the holder.
+  returned: when orphaned keys were found and the run changed the cluster
+  type: int
+  version_added: 0.2.0
 duration:
   description: Seconds spent.
   returned: always

@@ -373,10 +373,10 @@ def test_killed_run_is_completed_by_the_next(build, cluster, servers):
 
 
 @pytest.mark.one_build
-# The target side is not here yet: in one run of two (rehearsal 10) the cluster ended with 11 keys more on the masters
-# than written after the paused target's replica took over (every value read back, the check clean): orphaned copies
-# to be explained and removed under issue 17. The target's bound itself held in every run.
-@pytest.mark.parametrize('side', ['source'])
+# The target side: in about one run of three the target froze with the SETSLOT NODE of a finished batch unread; let go
+# after its replica took over, it ran it and claimed those slots with a new epoch (a fourth master), while the replica
+# kept copies of their keys: orphans, which fix removes (test_orphaned_keys_are_reported_and_fixed).
+@pytest.mark.parametrize('side', ['source', 'target'])
 def test_node_paused_mid_migration_ends_the_run_in_bounded_time(build, cluster, servers, side):
     """SIGSTOP of the target (or the source) of a move in progress, for longer than cluster-node-timeout: the run fails
     within the documented bound naming the node, instead of waiting on MIGRATE timeouts slot after slot; the node's
@@ -421,12 +421,68 @@ def test_node_paused_mid_migration_ends_the_run_in_bounded_time(build, cluster, 
     run = run_tasks(tasks)
     for result in run.results:
         assert not result.get('failed'), result
+    repairs = [(action['action'], action.get('slot', action.get('slots'))) for action in run.results[0]['actions']]
+    print(f"\npaused {side}: run ended {took:.1f} s after the pause; fix: {repairs}, orphans removed/restored: "
+          f"{run.results[0].get('orphans_removed', 0)}/{run.results[0].get('orphans_restored', 0)}")
     assert run.results[-1]['changed'] is False
     assert_healthy(build, cluster, 20000)
     client = cluster_client([heir])
     values = client.mget_nonatomic([f'bulk:{number}' for number in range(20000)])
     assert values == [f'value-{number}' for number in range(20000)]
     client.close()
+
+
+def put_orphans(holder, owner_id: str, slot: int, pairs) -> None:
+    """Write keys into a slot the holder does not own, as a failed-over migration target leaves them: import the slot
+    for the time of the writes (ASKING), then close it again."""
+    raw_command(holder, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', owner_id)
+    session = redis.Connection(host='127.0.0.1', port=holder.port, decode_responses=True)
+    for key, value, extra in pairs:
+        for command in (('ASKING',), ('SET', key, value, *extra)):
+            session.send_command(*command)
+            session.read_response()
+    session.disconnect()
+    raw_command(holder, 'CLUSTER', 'SETSLOT', slot, 'STABLE')
+
+
+@pytest.mark.per_lineage
+def test_orphaned_keys_are_reported_and_fixed(build, cluster):
+    """Keys a master holds in a slot another master owns: redis_cluster_info reports them, fix deletes the copies equal
+    to the owner's, restores on the owner (with the TTL) a key it lacks, and refuses a copy that differs, naming it."""
+    client = cluster_client(cluster)
+    client.set('{orphan}:equal', 'same')
+    client.set('{orphan}:differs', 'the owner\'s')
+    slot = client.keyslot('{orphan}:equal')
+    client.close()
+    nodes, dummy = masters(cluster)
+    owner = next(node for node in nodes if raw_command(node['server'], 'CLUSTER', 'COUNTKEYSINSLOT', slot))
+    holder = next(node for node in nodes if node is not owner)
+    put_orphans(holder['server'], owner['id'], slot, [('{orphan}:equal', 'same', ()), ('{orphan}:missing', 'only here', ('PX', 600000))])
+    info = {'hashslot.redis.redis_cluster_info': {'node': cluster[0].node}}
+    fix = {'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node, 'action': 'fix'}}
+    run = run_tasks([info, dict(fix, check_mode=True), fix, info, fix])
+    found, planned, fixed, after, again = run.results
+    orphans = [problem for problem in found['problems'] if problem['kind'] == 'orphaned_keys']
+    assert [(problem['node'], problem['keys'], problem['slots']) for problem in orphans] == [(holder['address'], 2, [str(slot)])], found['problems']
+    assert planned['changed'] and [action for action in planned['actions'] if action['action'] == 'remove_orphans'] == [
+        dict(action='remove_orphans', node=holder['address'], slot=slot, keys=2, owner=owner['address'])], planned['actions']
+    assert not fixed.get('failed'), fixed
+    assert (fixed['orphans_removed'], fixed['orphans_restored']) == (1, 1), fixed
+    assert raw_command(holder['server'], 'CLUSTER', 'COUNTKEYSINSLOT', slot) == 0
+    assert raw_command(owner['server'], 'GET', '{orphan}:missing') == 'only here'
+    assert 0 < raw_command(owner['server'], 'PTTL', '{orphan}:missing') <= 600000
+    assert raw_command(owner['server'], 'GET', '{orphan}:equal') == 'same'
+    assert not [problem for problem in after['problems'] if problem['kind'] == 'orphaned_keys'], after['problems']
+    assert again['changed'] is False, again['actions']
+
+    put_orphans(holder['server'], owner['id'], slot, [('{orphan}:differs', 'a stale copy', ())])
+    refused = run_module('redis_cluster_reshard', node=cluster[0].node, action='fix')
+    assert refused.get('failed') and '{orphan}:differs' in refused['msg'] and holder['address'] in refused['msg'], refused
+    assert raw_command(holder['server'], 'CLUSTER', 'COUNTKEYSINSLOT', slot) == 1
+    assert raw_command(owner['server'], 'GET', '{orphan}:differs') == 'the owner\'s'
+    # The repair closed the slot it opened on the holder, refused or not.
+    holder_view = ClusterView.parse(holder['address'], raw_command(holder['server'], 'CLUSTER', 'NODES'))
+    assert holder_view.myself.importing == {} and holder_view.myself.migrating == {}
 
 
 @pytest.mark.per_lineage

@@ -177,3 +177,37 @@ def test_a_master_still_claiming_a_slot_lost_to_a_higher_epoch_is_unsettled():
     # The same claim by a node importing the slot is ignored by that node for good: an open slot, not unsettled.
     nodes[0].marks = '[5460-<-{T}]'
     assert snapshot_of(nodes, stale=views).unsettled() is None
+
+
+def test_target_that_froze_and_claimed_the_slot_back_is_finished_and_its_replica_keys_are_orphans():
+    # S migrated slot 100 to T, which froze with the SETSLOT NODE unread; T's replica V took T's slots (epoch 8) with the
+    # keys T had received; let go, T ran the SETSLOT NODE and owns slot 100 with a new epoch (9). S still migrates it.
+    nodes = [
+        Node('S', 7000, '0-99 101-5460', 1, marks='[100->-{T}]'), Node('T', 7002, '100', 9, keys={SLOT: 2}),
+        Node('V', 7004, '5461-10922', 8, keys={SLOT: 2}), Node('U', 7003, '10923-16383', 3),
+    ]
+    snapshot = snapshot_of(nodes)
+    forward, stable, reassign = plan_repairs(snapshot)
+    assert names(forward) == [('S', 'T', (SLOT,))] and stable == [] and reassign == []
+    assert snapshot.orphans(snapshot.owners) == [(IDS['V'], SLOT, 2)]
+
+
+def test_target_back_as_a_master_without_the_keys_is_cancelled_and_its_replica_keys_are_orphans():
+    # The same, but T claimed other slots back, not slot 100, and holds none of its keys: S keeps the slot.
+    nodes = [
+        Node('S', 7000, '0-5460', 1, marks='[100->-{T}]', keys={SLOT: 18}), Node('T', 7002, '101', 9),
+        Node('V', 7004, '5461-10922', 8, keys={SLOT: 2}), Node('U', 7003, '10923-16383', 3),
+    ]
+    snapshot = snapshot_of(nodes, stale={'S': {'S': '0-100 102-5460'}})
+    forward, stable, reassign = plan_repairs(snapshot)
+    assert forward == [] and stable == [(IDS['S'], SLOT)]
+    assert snapshot.orphans(snapshot.owners) == [(IDS['V'], SLOT, 2)]
+
+
+def test_keys_outside_a_migration_the_target_is_still_importing_are_refused():
+    nodes = [
+        Node('S', 7000, '0-5460', 1, marks='[100->-{T}]', keys={SLOT: 18}), Node('T', 7002, '5461-10922', 2, marks='[100-<-{S}]', keys={SLOT: 1}),
+        Node('V', 7004, '10923-16383', 3, keys={SLOT: 2}),
+    ]
+    with pytest.raises(ClusterError, match='keys also on 127.0.0.1:7004'):
+        plan_repairs(snapshot_of(nodes))
