@@ -6,7 +6,7 @@ The tests run in file order (this file before test_scale.py) and hand their stat
 2. `docker pause` of another master's container: same bound; once unpaused it comes back as a replica.
 3. A partition: the third master's container cut off from every other container and from the controller (blackhole
    routes in its network namespace), with a writer on each side: the minority master must refuse writes within 1.5
-   node timeouts (plus 2 s: see the test), its replica take over within the bound, no write the majority side
+   node timeouts (plus 3 s: see the test), its replica take over within the bound, no write the majority side
    acknowledged be lost; healed, the old master comes back as a replica, with no ghost node and a clean check.
 4. playbooks/failover.yml, once per master that site.yml placed and that is now a replica, puts the masters back;
    a second run changes nothing; the cluster's health (hashslot.redis.redis_cluster_info, redis-cli) is clean.
@@ -389,9 +389,10 @@ def test_partitioned_master_stops_accepting_and_the_majority_loses_nothing(clust
     assert took is not None and took <= bound, f'{shard["replica"]} not promoted within {bound:.0f} s'
     # A master stops accepting writes once it sees most masters unreachable: each of them is flagged (PFAIL) a node
     # timeout after the first ping it left unanswered, and that ping goes out up to half a node timeout after the
-    # last answer. Plus the server's cron tick and the machine's scheduling when busy.
+    # last answer: 7.5 s with the 5 s node timeout. Plus the server's cron ticks and the machine's scheduling when busy
+    # (measured 7.0-8.0 s).
     assert before and refused_after is not None, minority
-    assert refused_after <= 1.5 * node_timeout + 2 and last_ack < refused_after, minority['refusals']
+    assert refused_after <= 1.5 * node_timeout + 3 and last_ack < refused_after, minority['refusals']
     assert 'CLUSTERDOWN' in minority['refusals'][0][1].upper() or 'cluster is down' in minority['refusals'][0][1], minority['refusals']
     # No ghost node, no problem, and redis-cli's check clean right after the heal.
     cluster_ok(cluster)
