@@ -15,7 +15,7 @@ import pytest
 import redis
 from cryptography import x509
 
-from containers import CommandLines, docker, exporter_scrape, exporter_target, metric_samples
+from containers import CommandLines, docker, exporter_scrape, exporter_target, metric_samples, paced_ledger
 
 testinfra_hosts = ['redis_cluster']
 PORTS = (6379, 6380)
@@ -154,6 +154,36 @@ def test_files_are_root_owned_and_group_readable_only(host, cluster, converged):
         assert entry.mode & (stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP) == 0, (path, oct(entry.mode))
     assert host.file(f'/etc/{name}/tls').mode & stat.S_IRWXO == 0
     assert {process.user for process in host.process.filter(comm=f'{name}-server')} == {name}
+
+
+def test_failover_playbook_swaps_a_shard_and_back_over_tls_losing_nothing(cluster, converged):
+    """playbooks/failover.yml with the secure defaults (the admin user over mutual TLS): a replica is named and
+    promoted in `default` mode (its master stops writes and it catches up first), then its old master is named and
+    promoted back, under the ledger (16 counters): no write or increment lost, every node's role back where it was,
+    no password in either run's output."""
+    before = cluster.topology()
+    replica = sorted(address for address, node in before.items() if node['role'] == 'replica')[0]
+    master = next(address for address, node in before.items() if node['id'] == before[replica]['master_id'])
+    ledger = paced_ledger(cluster, 100, counters=16, max_seconds=600).start()
+    ledger.wait_for_writes(100, timeout=30)
+    try:
+        swapped = cluster.playbook('playbooks/failover.yml', extra_vars={'redis_failover_node': replica})
+        middle = cluster.topology()
+        back = cluster.playbook('playbooks/failover.yml', extra_vars={'redis_failover_node': master})
+    finally:
+        ledger.stop()
+    assert swapped.returncode == 0, swapped.output[-4000:]
+    assert middle[replica]['role'] == 'master' and middle[master]['master_id'] == before[replica]['id'], middle
+    assert back.returncode == 0, back.output[-4000:]
+    after = cluster.topology()
+    assert {address: node['role'] for address, node in after.items()} == {address: node['role'] for address, node in before.items()}
+    lost = ledger.lost()
+    print(f'\nfailover.yml over TLS, {replica} and back: {len(ledger.acknowledged)} writes and '
+          f'{sum(ledger.counter_acked.values())} increments acknowledged, {len(ledger.errors)} refused, {len(lost)} lost')
+    assert lost == {}, dict(list(lost.items())[:10])
+    assert len(ledger.acknowledged) >= 100
+    for secret in cluster.secrets().values():
+        assert secret not in swapped.output and secret not in back.output
 
 
 def served_serial(cluster, host: str, port: int) -> int:
