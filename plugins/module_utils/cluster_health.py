@@ -109,10 +109,18 @@ def _name(view: ClusterView, node_id: str) -> str:
     return node.address if node else node_id
 
 
+def keys_outside(state: NodeState, owners: List[Optional[str]]) -> Dict[int, int]:
+    """Slot -> keys for each slot in which a master holds keys while another master owns it, outside a migration open
+    on it: copies a failover in the middle of a migration left (the target's replica received keys, then the frozen
+    target claimed the slot back). Clients never read them. Slots without an owner are not counted."""
+    open_slots = set(state.myself.importing) | set(state.myself.migrating)
+    slots = [slot for slot, owner in enumerate(owners) if owner not in (state.node_id, None) and slot not in open_slots]
+    replies = state.client.pipeline([('CLUSTER', 'COUNTKEYSINSLOT', slot) for slot in slots])
+    return {slot: reply for slot, reply in zip(slots, replies) if isinstance(reply, int) and reply}
+
+
 def orphaned_keys(seed: NodeState, states: Dict[str, NodeState]) -> List[Dict]:
-    """Masters holding keys in slots another master owns, outside a migration open on them: copies a failover in the
-    middle of a migration left (the target's replica received keys, then the frozen target claimed the slot back).
-    Clients never read them; they hold memory and mislead key counts."""
+    """An `orphaned_keys` problem per master holding keys of slots other masters own (keys_outside)."""
     owners = seed.view.slot_owners()
     problems: List[Dict] = []
     seen = set()
@@ -120,13 +128,10 @@ def orphaned_keys(seed: NodeState, states: Dict[str, NodeState]) -> List[Dict]:
         if state.node_id in seen or not state.myself.is_master:
             continue
         seen.add(state.node_id)
-        open_slots = set(state.myself.importing) | set(state.myself.migrating)
-        slots = [slot for slot, owner in enumerate(owners) if owner not in (state.node_id, None) and slot not in open_slots]
         try:
-            replies = state.client.pipeline([('CLUSTER', 'COUNTKEYSINSLOT', slot) for slot in slots])
+            held = keys_outside(state, owners)
         except NodeError:
             continue
-        held = {slot: reply for slot, reply in zip(slots, replies) if isinstance(reply, int) and reply}
         if held:
             ranges = format_ranges(slots_to_ranges(sorted(held)))
             problems.append(dict(kind='orphaned_keys', node=state.address, keys=sum(held.values()), slots=ranges,

@@ -11,6 +11,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
     ClusterError, NodeState, discover, layout_of_view, wait_for_agreement,
 )
+from ansible_collections.hashslot.redis.plugins.module_utils.cluster_health import keys_outside
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, NodePool, resolve_ip
 from ansible_collections.hashslot.redis.plugins.module_utils.reshard_plan import (
     SlotMove, describe_moves, merge_moves, plan_drain, plan_move, plan_rebalance,
@@ -133,12 +134,8 @@ class ClusterSnapshot:
     def orphans(self, owners: Sequence[Optional[str]]) -> List[Tuple[str, int, int]]:
         """(node, slot, keys) for each slot in which a master holds keys while another master owns it, outside any
         migration open on that master (see remove_orphans). Slots without an owner are fix's coverage repair."""
-        found: List[Tuple[str, int, int]] = []
-        for node_id, state in self.masters.items():
-            open_slots = set(state.myself.importing) | set(state.myself.migrating)
-            slots = [slot for slot, owner in enumerate(owners) if owner not in (node_id, None) and slot not in open_slots]
-            found += [(node_id, slot, count) for slot, count in zip(slots, self.key_counts(node_id, slots)) if count]
-        return found
+        return [(node_id, slot, count) for node_id, state in self.masters.items()
+                for slot, count in sorted(keys_outside(state, list(owners)).items())]
 
 
 def settled_snapshot(pool: NodePool, host: str, port: int, timeout: float) -> ClusterSnapshot:
