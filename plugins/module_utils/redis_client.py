@@ -335,9 +335,21 @@ class NodeClient:
     def _send_pipeline(self, commands: Sequence[Sequence[Any]], decode: bool) -> List[Any]:
         if not commands:
             return []
-        replies: List[Any] = []
+        self.send(commands)
+        return self.receive(len(commands), decode)
+
+    def send(self, commands: Sequence[Sequence[Any]]) -> None:
+        """Send commands without reading their replies (receive reads them); a broken connection raises NodeError."""
         try:
             self._connection.send_packed_command(self._connection.pack_commands([tuple(command) for command in commands]))
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise NodeError(self.address, f'pipeline of {len(commands)} commands failed, node unreachable: {exc}', timed_out=_timed_out(exc)) from exc
+
+    def receive(self, count: int, decode: bool = True) -> List[Any]:
+        """The replies of the `count` commands sent last, as pipeline returns them (no transient retry)."""
+        commands = range(count)
+        replies: List[Any] = []
+        try:
             for dummy in commands:
                 try:
                     reply = self._connection.read_response()
@@ -349,7 +361,7 @@ class NodeClient:
             # refused too and are sent again with it (a loading node runs only commands that are safe to repeat).
             replies.extend(exc for dummy in commands[len(replies):])
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise NodeError(self.address, f'pipeline of {len(commands)} commands failed, node unreachable: {exc}', timed_out=_timed_out(exc)) from exc
+            raise NodeError(self.address, f'pipeline of {count} commands failed, node unreachable: {exc}', timed_out=_timed_out(exc)) from exc
         return replies
 
     def info(self, section: str) -> Dict[str, str]:
@@ -357,6 +369,31 @@ class NodeClient:
 
     def cluster_info(self) -> Dict[str, str]:
         return parse_info(self.call('CLUSTER', 'INFO'))
+
+
+def fanned_pipeline(clients: Sequence[NodeClient], commands: Sequence[Sequence[Any]], decode: bool = True) -> List[Any]:
+    """pipeline() with the commands shared out over several connections to one node, in order, all sent before any
+    reply is read; the replies come back in the commands' order.
+
+    For commands that a node holds back one at a time per connection: Valkey 8 and later answer CLUSTER SETSLOT on a
+    primary only once its replicas acknowledged it, so one connection's pipeline waits for a replica round trip per
+    command, while commands waiting on separate connections are released by the same acknowledgement. Only for
+    commands whose order relative to each other does not matter. A transient refusal is sent again on the first
+    connection (pipeline's waiting)."""
+    if len(clients) <= 1 or len(commands) <= 1:
+        return clients[0].pipeline(commands, decode)
+    share = -(-len(commands) // len(clients))
+    parts = [(client, commands[start:start + share]) for client, start in zip(clients, range(0, len(commands), share))]
+    for client, part in parts:
+        client.send(part)
+    replies: List[Any] = []
+    for client, part in parts:
+        replies += client.receive(len(part), decode)
+    pending = [index for index, reply in enumerate(replies) if transient_state(reply) is not None]
+    if pending:
+        for index, reply in zip(pending, clients[0].pipeline([commands[index] for index in pending], decode)):
+            replies[index] = reply
+    return replies
 
 
 def _caused_by(exc: BaseException, kind: type) -> bool:

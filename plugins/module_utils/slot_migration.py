@@ -20,13 +20,20 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import ClusterError
-from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import ConnectionOptions, NodeClient, NodeError, NodePool
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import (
+    ConnectionOptions, NodeClient, NodeError, NodePool, fanned_pipeline,
+)
 from ansible_collections.hashslot.redis.plugins.module_utils.reshard_plan import SlotMove
 
 # Valkey 8 replicates SETSLOT to replicas before applying it and answers these when they are slow
 # or when the node was demoted meanwhile; the command is idempotent, so it is sent again.
 RETRYABLE_SETSLOT = ('NOREPLICAS', 'UNBLOCKED')
 SETSLOT_RETRIES = 20
+# Valkey 8 and later hold each CLUSTER SETSLOT on a primary with replicas until the replicas acknowledged it (about a
+# millisecond on loopback), one command at a time per connection: a batch's SETSLOTs go out over up to SETSLOT_LANES
+# connections to the node, at least SETSLOT_PER_LANE each, so that one acknowledgement releases many.
+SETSLOT_LANES = 16
+SETSLOT_PER_LANE = 8
 MIGRATE_RETRIES = 6
 # Longest rejoin delay Redis imposes on a master (cluster-node-timeout is clamped to 5 s there), with margin.
 CLUSTERDOWN_WAIT = 15.0
@@ -85,6 +92,8 @@ class StreamMigrator:
                  settings: MigrationSettings, stats: MigrationStats):
         self.options = options
         self.pool = NodePool(options)
+        # Extra connections for SETSLOT batches (fanned_pipeline), opened when first needed.
+        self.lane_pools = [NodePool(options) for dummy in range(SETSLOT_LANES - 1)]
         self.source = source
         self.target = target
         self.others = [master for master in masters if master.node_id not in (source.node_id, target.node_id)]
@@ -94,19 +103,31 @@ class StreamMigrator:
     def client(self, endpoint: NodeEndpoint) -> NodeClient:
         return self.pool.get(endpoint.host, endpoint.port)
 
+    def lanes(self, endpoint: NodeEndpoint, commands: int) -> List[NodeClient]:
+        """Connections to one node for a batch of `commands` SETSLOTs: the main one, plus lanes as the batch needs."""
+        count = max(1, min(SETSLOT_LANES, commands // SETSLOT_PER_LANE))
+        return [self.client(endpoint)] + [pool.get(endpoint.host, endpoint.port) for pool in self.lane_pools[:count - 1]]
+
+    def drop(self, endpoint: NodeEndpoint) -> None:
+        for pool in [self.pool] + self.lane_pools:
+            pool.drop(endpoint.address)
+
     def close(self) -> None:
-        self.pool.close()
+        for pool in [self.pool] + self.lane_pools:
+            pool.close()
 
     def _setslot(self, endpoint: NodeEndpoint, slots: Sequence[int], words: Callable[[int], Tuple], tolerate: Sequence[str] = ()) -> None:
-        """SETSLOT for many slots in one round trip; retry what Valkey asks to retry, accept `tolerate`."""
+        """SETSLOT for many slots in one round trip (over several connections: see SETSLOT_LANES); retry what Valkey
+        asks to retry, accept `tolerate`."""
         pending = list(slots)
         for attempt in range(SETSLOT_RETRIES):
             try:
-                replies = self.client(endpoint).pipeline([('CLUSTER', 'SETSLOT', slot, *words(slot)) for slot in pending])
+                commands = [('CLUSTER', 'SETSLOT', slot, *words(slot)) for slot in pending]
+                replies = fanned_pipeline(self.lanes(endpoint, len(commands)), commands)
             except NodeError as exc:
                 # UNBLOCKED closes the connection; reconnect and send again. A node that does not answer at all (paused,
                 # partitioned) is not waited for again: the run ends naming it, within command_timeout.
-                self.pool.drop(endpoint.address)
+                self.drop(endpoint)
                 if attempt + 1 == SETSLOT_RETRIES or exc.timed_out:
                     raise ClusterError(f'{endpoint.address}: CLUSTER SETSLOT failed: {exc}', changed=True) from exc
                 time.sleep(0.05)

@@ -172,3 +172,41 @@ def test_a_node_that_accepts_but_never_answers_is_told_from_one_that_refuses():
         assert not raised.value.timed_out
     finally:
         silent.close()
+
+
+class Recording:
+    """A connection stand-in: records what each pipeline sends, answers each command with its slot, or an error."""
+
+    def __init__(self, refuse=()):
+        self.sent = []
+        self.queue = []
+        self.refuse = set(refuse)
+
+    def pack_commands(self, commands):
+        return list(commands)
+
+    def send_packed_command(self, commands):
+        self.sent.append(commands)
+        self.queue.extend(commands)
+
+    def read_response(self):
+        command = self.queue.pop(0)
+        if command[2] in self.refuse:
+            self.refuse.discard(command[2])
+            raise TryAgainError('TRYAGAIN Multiple keys request during rehashing of slot')
+        return command[2]
+
+
+def test_a_fanned_pipeline_shares_commands_over_the_connections_and_keeps_their_order():
+    from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import fanned_pipeline
+    clients = []
+    for index in range(4):
+        client = NodeClient('10.0.0.5', 6379, ConnectionOptions(transient_timeout=5.0))
+        client._connection = Recording(refuse={6} if index == 2 else ())
+        clients.append(client)
+    commands = [('CLUSTER', 'SETSLOT', slot, 'NODE', 'n1') for slot in range(10)]
+    assert fanned_pipeline(clients, commands) == list(range(10))
+    # Each connection got its share, in order; the command refused for a transient state went again on the first one.
+    assert [client._connection.sent[0] for client in clients] == [commands[0:3], commands[3:6], commands[6:9], commands[9:]]
+    assert clients[0]._connection.sent[1:] == [[commands[6]]]
+    assert [len(client._connection.sent) for client in clients[1:]] == [1, 1, 1]
