@@ -2,16 +2,17 @@
 # Copyright: hashslot.redis contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The filters that render server files: redis_config_text (redis.conf lines) and redis_acl_text (the ACL file).
+"""The filters that render server files: redis_config_text (redis.conf lines) and redis_acl_text (the ACL file), and
+redis_replication_rules (the replication user's ACL rules for a server version).
 
-Each is documented in its own YAML file next to this one (redis_config_text.yml, redis_acl_text.yml).
+Each is documented in its own YAML file next to this one (redis_config_text.yml, redis_acl_text.yml, ...).
 """
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.hashslot.redis.plugins.module_utils.acl import AclError, acl_file_lines
+from ansible_collections.hashslot.redis.plugins.module_utils.acl import AclError, acl_file_lines, replication_rules
 from ansible_collections.hashslot.redis.plugins.module_utils.server_config import config_lines
 
 
@@ -33,6 +34,11 @@ def redis_acl_text(users):
     return _text('redis_acl_text', users, list, 'users', acl_file_lines)
 
 
+def redis_replication_rules(flavor, version=''):
+    return replication_rules(str(flavor), str(version or ''))
+
+
 class FilterModule:
     def filters(self):
-        return {'redis_config_text': redis_config_text, 'redis_acl_text': redis_acl_text}
+        return {'redis_config_text': redis_config_text, 'redis_acl_text': redis_acl_text,
+                'redis_replication_rules': redis_replication_rules}

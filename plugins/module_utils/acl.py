@@ -19,6 +19,11 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 ADMIN_RULES = ('~*', '&*', '+@all')
 # A replica authenticates to its master with masteruser/masterauth and needs only these (Redis and Valkey docs).
 REPLICATION_RULES = ('+psync', '+replconf', '+ping')
+# Valkey 9's atomic slot migration: the source logs in to the target as its masteruser (primaryuser) and replays the
+# slots' keys, then the writes that follow, as that user (SELECT, MULTI/EXEC and any write command). Not the commands
+# that wipe or swap whole databases. Valkey before 9 refuses an ACL file naming cluster|syncslots.
+ATOMIC_MIGRATION_RULES = ('+cluster|syncslots', '~*', '+select', '+multi', '+exec', '+@write', '-flushall', '-flushdb', '-swapdb')
+ATOMIC_MIGRATION_SINCE = (9, 0)
 # Applications: every key and command except the dangerous and administrative categories (FLUSHALL, CONFIG, DEBUG,
 # SHUTDOWN, ACL, ...). An inventory's own rules replace these.
 APPLICATION_RULES = ('~*', '&*', '+@all', '-@dangerous', '-@admin')
@@ -28,6 +33,16 @@ SHA256 = re.compile(r'^[0-9a-f]{64}$')
 # Tokens the rendering owns: state and passwords come from `enabled` and the password fields, never from rules.
 OWNED_TOKENS = ('on', 'off', 'nopass', 'resetpass', 'reset')
 OWNED_PREFIXES = ('>', '<', '#', '!')
+
+
+def replication_rules(flavor: str, version: str = '') -> List[str]:
+    """The replication user's rules for a server: REPLICATION_RULES, plus ATOMIC_MIGRATION_RULES on Valkey 9.0 and
+    later (`version` as the server prints it; an unknown version gets the rules every server accepts)."""
+    rules = list(REPLICATION_RULES)
+    numbers = re.match(r'^\s*v?(\d+)\.(\d+)', str(version or ''))
+    if str(flavor).lower() == 'valkey' and numbers and (int(numbers.group(1)), int(numbers.group(2))) >= ATOMIC_MIGRATION_SINCE:
+        rules += ATOMIC_MIGRATION_RULES
+    return rules
 
 
 class AclError(ValueError):

@@ -8,6 +8,9 @@ from __future__ import annotations
 import time
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
+from ansible_collections.hashslot.redis.plugins.module_utils.atomic_migration import (
+    AtomicJob, choose_method, in_flight, run_jobs, wait_in_flight,
+)
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
     ClusterError, NodeState, discover, layout_of_view, wait_for_agreement,
 )
@@ -366,13 +369,23 @@ def remove_orphans(snapshot: ClusterSnapshot, orphans: Sequence[Tuple[str, int, 
 
 def reshard(pool: NodePool, host: str, port: int, action: str, settings: MigrationSettings, weights: Optional[Dict[str, float]] = None,
             threshold: float = 2.0, use_empty_masters: bool = True, slots: Optional[List[str]] = None, target: Optional[Dict] = None,
-            source: Optional[Dict] = None, wait_timeout: float = 60.0, check_mode: bool = False) -> Dict:
+            source: Optional[Dict] = None, wait_timeout: float = 60.0, check_mode: bool = False, method: str = 'auto') -> Dict:
     if action not in ACTIONS:
         raise ClusterError(f'action must be one of {", ".join(ACTIONS)}, got {action}')
     started = time.monotonic()
     deadline = started + wait_timeout
+    # An atomic migration job outlives the run that started it: one still running (a run killed part-way) is waited
+    # for before planning, so that the plan starts from the slots' real owners. A job that stops progressing ends it.
+    stall_timeout = max(60.0, settings.migrate_timeout / 1000.0)
+    waited: List[Dict[str, str]] = []
     while True:
         snapshot = settled_snapshot(pool, host, port, max(deadline - time.monotonic(), 0.0))
+        running = in_flight(snapshot.masters)
+        if running and not check_mode:
+            waited += wait_in_flight(snapshot.masters, stall_timeout)
+            deadline = time.monotonic() + wait_timeout
+            pool.close()
+            continue
         try:
             forward, stable, reassign = plan_repairs(snapshot)
             break
@@ -381,6 +394,7 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
                 raise
         pool.close()
         time.sleep(0.25)
+    method = choose_method(method, snapshot.masters)
     owners, owned = _owned_after(snapshot, forward)
     assign: List[Tuple[str, List[int]]] = []
     moves: List[SlotMove] = []
@@ -434,8 +448,18 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
             after_owners[slot] = move.target
     after_entries = [dict(entry, slots=slots_to_ranges([slot for slot, owner in enumerate(after_owners) if owner == node.id]) if node.is_master else [])
                      for entry, node in zip(before_entries, snapshot.view.members())]
-    result: Dict = dict(changed=bool(actions), actions=actions, moves=planned_moves,
+    jobs = [AtomicJob(move.source, move.target, names[move.source], names[move.target], list(move.slots), entry['keys'])
+            for entry, move in zip(planned_moves, moves)] if method == 'atomic' else []
+    result: Dict = dict(changed=bool(actions), actions=actions, moves=planned_moves, method=method,
                         diff=dict(before=render_layout(before_entries), after=render_layout(after_entries)))
+    if jobs:
+        result['jobs'] = [dict(job.report(), state='planned') for job in jobs]
+    if running:
+        # Check mode only: a real run waits for these first, then plans again from what they left.
+        result['in_flight'] = [dict(node=job['node'], name=job['name'], slots=job.get('slot_ranges', ''), state=job.get('state', ''),
+                                    target=names.get(job.get('target_node', ''), job.get('target_node', ''))) for job in running]
+    if waited:
+        result['waited_for'] = [dict(node=job['node'], name=job['name'], slots=job.get('slot_ranges', '')) for job in waited]
     if check_mode or not actions:
         result.update(moved_slots=0, moved_keys=0, duration=round(time.monotonic() - started, 3))
         return result
@@ -456,14 +480,19 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
             client = snapshot.masters[node_id].client
             for start, end in slots_to_ranges(assigned):
                 client.call('CLUSTER', 'ADDSLOTSRANGE', start, end)
-        move_stats = run_moves(pool.options, moves, endpoints, settings) if moves else None
+        move_stats = None
+        if jobs:
+            move_stats = run_jobs({node_id: state.client for node_id, state in snapshot.masters.items()}, jobs, stall_timeout)
+            result['jobs'] = move_stats.jobs
+        elif moves:
+            move_stats = run_moves(pool.options, moves, endpoints, settings)
         members = [state.client for state in snapshot.masters.values()]
         final = wait_for_agreement(members, wait_timeout, require_ok=False)
     except NodeError as exc:
         raise ClusterError(f'{exc}; the run stopped part-way: run it again to finish the open slots', changed=True) from exc
     result['moved_slots'] = sum(item.moved_slots for item in (stats, move_stats) if item)
     result['moved_keys'] = sum(item.moved_keys for item in (stats, move_stats) if item)
-    result['replaced_keys'] = sum(item.replaced_keys for item in (stats, move_stats) if item)
+    result['replaced_keys'] = sum(getattr(item, 'replaced_keys', 0) for item in (stats, move_stats) if item)
     if orphans:
         result.update(orphans_removed=removed, orphans_restored=restored)
     view = next(iter(final.values())).view

@@ -36,7 +36,21 @@ description:
     finishes it.
   - A key already present on the target (left by a C(MIGRATE) cut short) is replaced only when both values are equal,
     unless O(replace=true).
-  - Works on Redis 7 and 8 and on Valkey 8, whose C(NOREPLICAS) and C(UNBLOCKED) answers to C(SETSLOT) are retried.
+  - Works on Redis 7 and 8 and on Valkey 8 and 9. Valkey holds each C(SETSLOT) on a primary until its replicas
+    acknowledged it, one command at a time per connection, so a batch's C(SETSLOT)s go out over up to 16 connections to
+    the node; its C(NOREPLICAS) and C(UNBLOCKED) answers are retried.
+  - With O(method=atomic) (chosen by O(method=auto) when every master runs Valkey 9.0 or later) the servers move the
+    slots themselves - C(CLUSTER MIGRATESLOTS) sent to each source, one job per target, followed with
+    C(CLUSTER GETSLOTMIGRATIONS). The source streams a snapshot of the slots and the writes that follow, pauses writes to
+    them only for the hand-over, and clients see only C(MOVED). Jobs of different sources run at once. A job that fails
+    or is cancelled is started again for the slots its source still owns, three attempts in all. The run ends when
+    every master agrees on the new owners.
+  - A job outlives the run that started it. A run killed while jobs are in flight leaves them running; the next run
+    finds them on the masters, waits for them (each must show progress at least every max(60 s, O(migrate_timeout))),
+    then plans again from the slots' real owners and starts what is missing.
+  - Atomic migration authenticates the source to the target as the replication user (C(primaryuser)/C(primaryauth));
+    with ACLs that user needs C(+cluster|syncslots) and the commands that rebuild the keys, which the
+    C(hashslot.redis.redis_server) role grants on Valkey 9.
 options:
   node:
     description: Any member of the cluster.
@@ -97,6 +111,17 @@ options:
         description: Client port.
         type: int
         default: 6379
+  method:
+    description:
+      - How keys move. C(keys) - C(SETSLOT) and C(MIGRATE) driven from here, on every server. C(atomic) - Valkey's atomic
+        slot migration (Valkey 9.0 and later on every master; refused naming a master without it, before any change).
+        C(auto) - C(atomic) when every master has it, else C(keys).
+      - O(pipeline), O(parallel), O(slot_batch) and O(replace) apply to C(keys) only. Open slots left by an interrupted
+        C(keys) run are always finished with C(keys).
+    type: str
+    choices: [auto, atomic, keys]
+    default: auto
+    version_added: 0.2.0
   pipeline:
     description: Keys per C(MIGRATE) command (and per C(GETKEYSINSLOT)).
     type: int
@@ -129,7 +154,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Returns the plan (repairs and moves with source, target, slot ranges and keys per move); nothing is written.
+    description:
+      - Returns the plan (repairs and moves with source, target, slot ranges and keys per move, the method, and with
+        C(atomic) the jobs); nothing is written. Atomic jobs still running from an earlier run are listed in
+        RV(in_flight); a real run waits for them first, then plans again.
   diff_mode:
     support: full
     description: Shows the slot map before and after.
@@ -160,6 +188,11 @@ EXAMPLES = r'''
     action: move
     slots: ["0-1000", "5461"]
     target: {host: 10.0.2.10, port: 6379}
+
+- name: Rebalance a Valkey 9 cluster with atomic slot migration, failing if a master cannot do it
+  hashslot.redis.redis_cluster_reshard:
+    node: {host: 10.0.1.10, port: 6379}
+    method: atomic
 
 - name: Close what an interrupted reshard left open
   hashslot.redis.redis_cluster_reshard:
@@ -205,6 +238,35 @@ orphans_restored:
   returned: when orphaned keys were found and the run changed the cluster
   type: int
   version_added: 0.2.0
+method:
+  description: How keys moved (or would move in check mode) - C(atomic) or C(keys).
+  returned: always
+  type: str
+  sample: atomic
+  version_added: 0.2.0
+jobs:
+  description:
+    - With C(atomic), one entry per job - source, target, slots (ranges), slot_count, keys (counted before the run),
+      state (C(planned) in check mode, C(success) after a run), attempts, seconds (from start to success as polled),
+      and C(failures) - the state and message of each attempt that failed.
+  returned: when the method is atomic and slots move
+  type: list
+  elements: dict
+  sample: [{source: "10.0.1.10:6379", target: "10.0.1.12:6379", slots: "0-1365", slot_count: 1366, keys: 20851,
+            state: success, attempts: 1, seconds: 0.276}]
+  version_added: 0.2.0
+in_flight:
+  description: Check mode only - atomic jobs still running on the masters (node, name, slots, state, target), which a real run waits for before it plans.
+  returned: when such jobs run
+  type: list
+  elements: dict
+  version_added: 0.2.0
+waited_for:
+  description: Atomic jobs a previous run left running, which this run waited for before planning (node, name, slots).
+  returned: when there were any
+  type: list
+  elements: dict
+  version_added: 0.2.0
 duration:
   description: Seconds spent.
   returned: always
@@ -224,6 +286,7 @@ def main():
     argument_spec.update(
         node=node_argument_spec(),
         action=dict(type='str', default='rebalance', choices=['rebalance', 'move', 'drain', 'fix']),
+        method=dict(type='str', default='auto', choices=['auto', 'atomic', 'keys']),
         weights=dict(type='dict', default={}),
         threshold=dict(type='float', default=2),
         use_empty_masters=dict(type='bool', default=True),
@@ -248,7 +311,7 @@ def main():
     run_cluster_module(module, lambda pool: reshard(
         pool, params['node']['host'], params['node']['port'], params['action'], settings, weights=params['weights'],
         threshold=params['threshold'], use_empty_masters=params['use_empty_masters'], slots=params['slots'], target=params['target'],
-        source=params['source'], wait_timeout=params['wait_timeout'], check_mode=module.check_mode))
+        source=params['source'], wait_timeout=params['wait_timeout'], check_mode=module.check_mode, method=params['method']))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Fixtures: a server factory per build (Redis 7.0, Redis 8.0, Valkey 8.1), parametrised."""
+"""Fixtures: a server factory per build (Redis 7.0, Redis 8.0, Valkey 8.1, Valkey 9.1), parametrised."""
 
 from __future__ import annotations
 
@@ -25,17 +25,27 @@ def pytest_generate_tests(metafunc):
             names = names[:1]
         elif metafunc.definition.get_closest_marker('per_lineage'):
             names = per_lineage(names)
+        elif metafunc.definition.get_closest_marker('atomic_migration'):
+            names = [name for name in names if lineage(name) == 'valkey-9']
         metafunc.parametrize('build', names, indirect=True, scope='module')
 
 
+def lineage(name):
+    """The code line a build's cluster code follows: redis (7.0 and 8.0), valkey-8, valkey-9 (atomic slot migration)."""
+    flavor, dummy, version = name.partition('-')
+    if flavor == 'valkey':
+        return 'valkey-9' if int(version.split('.')[0]) >= 9 else 'valkey-8'
+    return flavor
+
+
 def per_lineage(names):
-    """The first build of each code line in the matrix (redis-7.0 for Redis, valkey-8.1.1 for Valkey): the tests whose
+    """The first build of each code line in the matrix (redis-7.0, valkey-8.1.1, valkey-9.1.2): the tests whose
     behaviour follows the server's cluster code (slot migration, MIGRATE, CLUSTER SETSLOT, replicas, failover) but
     which are long, under a write load. Redis 8.0 keeps Redis 7.0's slot migration and failover commands and replies, and
-    runs the rest of the matrix; Valkey forked and changes that code on its own."""
+    runs the rest of the matrix; Valkey forked and changes that code on its own, and Valkey 9 moves slots itself."""
     chosen = {}
     for name in names:
-        chosen.setdefault(name.split('-', 1)[0], name)
+        chosen.setdefault(lineage(name), name)
     return [name for name in names if name in chosen.values()]
 
 

@@ -27,6 +27,15 @@ class ServerBuild:
     server: str
     cli: str
 
+    @property
+    def flavor(self) -> str:
+        """redis or valkey, from the name (redis-7.0, valkey-9.1.2)."""
+        return self.name.split('-', 1)[0]
+
+    @property
+    def version(self) -> str:
+        return self.name.split('-', 1)[1]
+
 
 def available_builds() -> Dict[str, ServerBuild]:
     output = subprocess.run([SERVERS_TOOL, 'list'], check=True, capture_output=True, text=True).stdout
@@ -61,7 +70,7 @@ def source_tarball(name: str) -> Tuple[str, str]:
 
 def wanted_build_names() -> List[str]:
     """HASHSLOT_SERVERS restricts the matrix (comma-separated); by default every supported build."""
-    names = os.environ.get('HASHSLOT_SERVERS', 'redis-7.0,redis-8.0.2,valkey-8.1.1')
+    names = os.environ.get('HASHSLOT_SERVERS', 'redis-7.0,redis-8.0.2,valkey-8.1.1,valkey-9.1.2')
     return [name.strip() for name in names.split(',') if name.strip()]
 
 

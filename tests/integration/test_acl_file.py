@@ -12,7 +12,7 @@ import redis
 from playbook import run_module
 
 from ansible_collections.hashslot.redis.plugins.module_utils.acl import (
-    ADMIN_RULES, APPLICATION_RULES, REPLICATION_RULES, acl_file_lines,
+    ADMIN_RULES, APPLICATION_RULES, acl_file_lines, replication_rules,
 )
 
 ADMIN = ('hashslot-admin', 'admin-Pw-1')
@@ -20,10 +20,11 @@ REPLICATION = ('hashslot-replication', 'repl-Pw-2')
 APP = ('app', 'app-Pw-3')
 
 
-def users(admin_password: str = ADMIN[1]):
+def users(build, admin_password: str = ADMIN[1]):
+    """The users the redis_server role writes, with the replication rules it gives this build."""
     return [
         {'name': ADMIN[0], 'password': admin_password, 'rules': list(ADMIN_RULES)},
-        {'name': REPLICATION[0], 'password': REPLICATION[1], 'rules': list(REPLICATION_RULES)},
+        {'name': REPLICATION[0], 'password': REPLICATION[1], 'rules': replication_rules(build.flavor, build.version)},
         {'name': APP[0], 'password': APP[1], 'rules': list(APPLICATION_RULES)},
     ]
 
@@ -42,7 +43,7 @@ def as_user(server, user) -> redis.Redis:
 def secured(servers, tmp_path):
     """A master and its replica (no cluster), both reading the rendered ACL file; the replica authenticates as the
     replication user. DEBUG is enabled so that the ACL, not the server's own switch, is what refuses it."""
-    acl = write_acl(str(tmp_path / 'users.acl'), users())
+    acl = write_acl(str(tmp_path / 'users.acl'), users(servers.build))
     master = servers.start(1, cluster=False, aclfile=acl, **{'enable-debug-command': 'yes'})[0]
     replica = servers.start(1, cluster=False, aclfile=acl, masteruser=REPLICATION[0], masterauth=REPLICATION[1],
                             replicaof=f'127.0.0.1 {master.port}')[0]
@@ -86,12 +87,12 @@ def test_replica_syncs_as_the_replication_user_which_can_do_nothing_else(secured
             replication.execute_command(*command)
 
 
-def test_a_new_password_takes_effect_with_acl_load_without_a_restart(secured):
+def test_a_new_password_takes_effect_with_acl_load_without_a_restart(secured, build):
     acl, master, dummy = secured
     admin = as_user(master, ADMIN)
     run_id = admin.info('server')['run_id']
     before = open(acl).read()
-    write_acl(acl, users(admin_password='admin-Pw-new'))
+    write_acl(acl, users(build, admin_password='admin-Pw-new'))
     assert open(acl).read() != before
     admin.execute_command('ACL', 'LOAD')
     with pytest.raises(redis.AuthenticationError):
@@ -108,12 +109,12 @@ def test_a_new_password_takes_effect_with_acl_load_without_a_restart(secured):
     assert os.path.exists(acl)
 
 
-def test_redis_acl_loads_what_differs_and_then_nothing(secured):
+def test_redis_acl_loads_what_differs_and_then_nothing(secured, build):
     """redis_acl: check mode predicts, a run loads a changed password and a new user, a second run loads nothing; a
     server without the wanted aclfile is reported for a restart. No password reaches a result."""
     acl, master, dummy = secured
     run_id = as_user(master, ADMIN).info('server')['run_id']
-    wanted = users() + [{'name': 'reporting', 'password': 'report-Pw-4', 'rules': ['~*', '+@read']}]
+    wanted = users(build) + [{'name': 'reporting', 'password': 'report-Pw-4', 'rules': ['~*', '+@read']}]
     wanted[2] = dict(wanted[2], password='app-Pw-rotated')
     write_acl(acl, wanted)
     connection = {'node': master.node, 'login_user': ADMIN[0], 'login_password': ADMIN[1], 'acl_file': acl, 'users': wanted}

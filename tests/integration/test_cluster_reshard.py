@@ -11,7 +11,7 @@ import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from conftest import form_cluster
+from conftest import form_cluster, lineage
 from load import AckLedger
 from playbook import run_module, run_tasks, start_tasks
 from servers import cluster_nodes_snapshot, raw_command
@@ -75,6 +75,12 @@ def test_rebalance_onto_new_master_under_load(build, cluster, servers):
     assert planned['changed'] is True and len(planned['moves']) == 3
     assert sum(move['slot_count'] for move in planned['moves']) == 4096
     assert all(move['keys'] > 0 for move in planned['moves'])
+    # Valkey 9 moves the slots itself (atomic slot migration), one job per source; the others by keys.
+    method = 'atomic' if lineage(build.name) == 'valkey-9' else 'keys'
+    assert planned['method'] == method, planned
+    if method == 'atomic':
+        assert [(job['source'], job['target'], job['slot_count'], job['state']) for job in planned['jobs']] == [
+            (move['source'], move['target'], move['slot_count'], 'planned') for move in planned['moves']], planned['jobs']
     assert cluster_nodes_snapshot(everyone) == before, 'check mode wrote to a node'
 
     ledger = AckLedger([server.address for server in cluster], counters=64).start()
@@ -83,6 +89,10 @@ def test_rebalance_onto_new_master_under_load(build, cluster, servers):
     ledger.stop()
     assert not result.get('failed'), result
     assert result['changed'] is True and result['moved_slots'] == 4096 and result['moved_keys'] >= 4000
+    assert result['method'] == method
+    if method == 'atomic':
+        assert len(result['jobs']) == 3 and all(job['state'] == 'success' and job['attempts'] == 1 for job in result['jobs']), result['jobs']
+        assert sum(job['keys'] for job in result['jobs']) == result['moved_keys']
     assert ledger.lost() == {}
     assert_healthy(build, everyone, 20000 + ledger.keys_written)
     assert raw_command(new_master, 'CLUSTER', 'COUNTKEYSINSLOT', 0) >= 0
@@ -348,8 +358,9 @@ def test_killed_run_is_completed_by_the_next(build, cluster, servers):
     everyone = cluster + [new_master]
     load_keys(everyone, 60000)
     ledger = AckLedger([server.address for server in cluster], counters=64).start()
+    # The keys method, on Valkey 9 too (it would choose atomic migration, tested below).
     process = start_tasks([{'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node, 'pipeline': 5, 'parallel': 1,
-                                                                     'slot_batch': 16}}], servers.root)
+                                                                     'slot_batch': 16, 'method': 'keys'}}], servers.root)
     deadline = time.monotonic() + 60
     moved = 0
     while time.monotonic() < deadline and process.poll() is None:
@@ -530,3 +541,116 @@ def test_busy_keys_equal_are_replaced_different_refused(build, cluster):
     assert client.get('{busy}:same') == 'v1' and client.get('{busy}:other') == 'v1'
     client.close()
     assert cluster_check(build, cluster[0]).returncode == 0
+
+
+def export_jobs(servers_, running_only: bool = True):
+    """Atomic migration export jobs on the given servers (CLUSTER GETSLOTMIGRATIONS), running ones by default."""
+    jobs = []
+    for server in servers_:
+        for entry in raw_command(server, 'CLUSTER', 'GETSLOTMIGRATIONS'):
+            job = dict(entry.items()) if isinstance(entry, dict) else dict(zip(entry[0::2], entry[1::2]))
+            if job['operation'] == 'EXPORT' and (not running_only or job['state'] not in ('success', 'failed', 'cancelled')):
+                jobs.append(dict(job, node=server.address))
+    return jobs
+
+
+def slow_snapshots(servers_, microseconds: int) -> None:
+    """Valkey's rdb-key-save-delay: the fork that snapshots a job's slots waits this long per key, so a job of a few
+    thousand keys stays in flight for seconds."""
+    for server in servers_:
+        raw_command(server, 'CONFIG', 'SET', 'rdb-key-save-delay', str(microseconds))
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f'timed out after {timeout:.0f} s waiting for {what}'
+        time.sleep(0.02)
+
+
+def slow_jobs_setup(cluster, servers, microseconds: int):
+    """A new empty master, 20000 keys, the sources' snapshots slowed down, a ledger writing: (new master, every server,
+    the sources, the ledger)."""
+    new_master = servers.start(1)[0]
+    run_module('redis_cluster_node', cluster=cluster[0].node, node=new_master.node, role='master')
+    everyone = cluster + [new_master]
+    load_keys(everyone, 20000)
+    sources = [node['server'] for node in masters(everyone)[0] if node['server'] is not new_master]
+    slow_snapshots(sources, microseconds)
+    ledger = AckLedger([server.address for server in cluster], counters=64).start()
+    ledger.wait_for_writes(500)
+    return new_master, everyone, sources, ledger
+
+
+@pytest.mark.atomic_migration
+def test_atomic_jobs_of_a_killed_run_are_waited_for_then_the_rest_is_moved(build, cluster, servers):
+    """A run killed while its atomic migration jobs are in flight leaves them running on the servers; the next run finds
+    them (GETSLOTMIGRATIONS), waits for them, plans from what they left, and converges; no acknowledged write lost."""
+    # About 10 s per job of some 6,700 keys: longer than the next run takes to start on a busy machine.
+    new_master, everyone, sources, ledger = slow_jobs_setup(cluster, servers, 1500)
+    try:
+        process = start_tasks([{'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node}}], servers.root)
+        running = wait_for(lambda: process.poll() is None and export_jobs(sources), 60, 'the jobs to start')
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        kill_processes('AnsiballZ_redis_cluster_reshard')
+        assert export_jobs(sources), 'the jobs ended with the run that started them'
+        # One source's job cancelled by hand: its slots are what the next run still has to move.
+        cancelled = sources[0]
+        raw_command(cancelled, 'CLUSTER', 'CANCELSLOTMIGRATIONS')
+        resumed = run_module('redis_cluster_reshard', node=cluster[0].node)
+        ledger.wait_for_writes(len(ledger.acknowledged) + 200)
+    finally:
+        ledger.stop()
+        slow_snapshots(sources, 0)
+    assert not resumed.get('failed'), resumed
+    assert resumed['method'] == 'atomic'
+    others = {job['name'] for job in running if job['node'] != cancelled.address}
+    assert others and {job['name'] for job in resumed['waited_for']} >= others, (resumed['waited_for'], running)
+    assert [(job['source'], job['state']) for job in resumed['jobs']] == [(cancelled.address, 'success')], resumed['jobs']
+    print(f"\nkilled atomic run: {len(running)} job(s) in flight at the kill; the next run waited for "
+          f"{len(resumed['waited_for'])}, then moved {resumed['moved_slots']} slots ({resumed.get('jobs', [])})")
+    assert ledger.lost() == {}, ledger.errors[:5]
+    assert_healthy(build, everyone, 20000 + ledger.keys_written)
+    assert slots_owned(new_master) == 4096
+    again = run_module('redis_cluster_reshard', node=cluster[0].node)
+    assert again['changed'] is False, again['actions']
+
+
+def slots_owned(server) -> int:
+    view = ClusterView.parse(server.address, raw_command(server, 'CLUSTER', 'NODES'))
+    return view.myself.slot_count
+
+
+@pytest.mark.atomic_migration
+def test_atomic_job_whose_target_dies_fails_naming_it_and_the_next_run_converges(build, cluster, servers):
+    """The target of the jobs killed while they run: each job fails, is started again (three attempts in all), and the
+    run fails naming the source and the target; the sources keep every key. Once the target is back, the next run moves
+    the slots; no acknowledged write lost."""
+    new_master, everyone, sources, ledger = slow_jobs_setup(cluster, servers, 300)
+    try:
+        process = start_tasks([{'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node}}], servers.root, capture=True)
+        wait_for(lambda: process.poll() is None and export_jobs(sources), 60, 'the jobs to start')
+        new_master.kill()
+        output, dummy = process.communicate(timeout=120)
+        assert process.returncode != 0 and new_master.address in output, output[-3000:]
+        failed = [job for job in export_jobs(sources, running_only=False) if job['state'] == 'failed']
+        assert failed, export_jobs(sources, running_only=False)
+        slow_snapshots(sources, 0)
+        new_master.start()
+        converged = run_module('redis_cluster_reshard', node=cluster[0].node, wait_timeout=60)
+        ledger.wait_for_writes(len(ledger.acknowledged) + 200)
+    finally:
+        ledger.stop()
+        slow_snapshots(sources, 0)
+    print(f"\ntarget killed mid-job: the run failed with {[line for line in output.splitlines() if new_master.address in line][-1:]}; "
+          f"{len(failed)} failed job(s) on record; the next run moved {converged.get('moved_slots')} slots")
+    assert not converged.get('failed'), converged
+    assert converged['method'] == 'atomic' and converged['moved_slots'] > 0
+    assert ledger.lost() == {}, ledger.errors[:5]
+    assert_healthy(build, everyone, 20000 + ledger.keys_written)
+    assert slots_owned(new_master) == 4096
+    assert run_module('redis_cluster_reshard', node=cluster[0].node)['changed'] is False

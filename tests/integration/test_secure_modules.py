@@ -30,7 +30,7 @@ from playbook import PlaybookRun, run_tasks
 from servers import RedisServer, cluster_info, cluster_nodes_snapshot, raw_command
 
 from ansible_collections.hashslot.redis.plugins.module_utils.acl import (
-    ADMIN_RULES, APPLICATION_RULES, REPLICATION_RULES, acl_file_lines,
+    ADMIN_RULES, APPLICATION_RULES, acl_file_lines, replication_rules,
 )
 
 ADMIN = ('hashslot-admin', 'admin-Tls-7c21e9d4')
@@ -71,7 +71,8 @@ def secured(module_servers, pki) -> SecuredNodes:
     acl = os.path.join(module_servers.root, 'users.acl')
     users = [
         {'name': ADMIN[0], 'password': ADMIN[1], 'rules': list(ADMIN_RULES)},
-        {'name': REPLICATION[0], 'password': REPLICATION[1], 'rules': list(REPLICATION_RULES)},
+        {'name': REPLICATION[0], 'password': REPLICATION[1],
+         'rules': replication_rules(module_servers.build.flavor, module_servers.build.version)},
         {'name': APP[0], 'password': APP[1], 'rules': list(APPLICATION_RULES)},
     ]
     with open(acl, 'w') as handle:
@@ -303,6 +304,51 @@ class Monitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+
+@pytest.mark.atomic_migration
+def test_atomic_migration_over_tls_as_the_replication_user_loses_nothing(build, module_servers, secured, formed):
+    """Valkey 9's atomic slot migration under the secure defaults: the source logs in to the target over TLS as the
+    replication user (the rules the role grants on Valkey 9) and replays the slots' keys and the application's writes
+    as that user. A new master is rebalanced onto and drained again while the application user writes through a TLS
+    cluster client; the replication user still cannot read keys or change the configuration."""
+    acl = os.path.join(module_servers.root, 'users.acl')
+    new = module_servers.start(1, tls=secured.pki.as_server_tls(), aclfile=acl, masteruser=REPLICATION[0])[0]
+    new.auth = ADMIN
+    raw_command(new, 'CONFIG', 'SET', 'masterauth', REPLICATION[1])
+    app_login = dict(username=APP[0], ssl=True, ssl_ca_certs=secured.pki.ca, ssl_certfile=secured.pki.cert,
+                     ssl_keyfile=secured.pki.key)
+    ledger = AckLedger([node.address for node in secured.nodes], password=APP[1], counters=64, client_options=app_login).start()
+    login = secured.login()
+    seed = secured.nodes[0].node
+    tasks = [
+        {'hashslot.redis.redis_cluster_node': {'cluster': seed, 'node': new.node, 'role': 'master', **login}},
+        {'hashslot.redis.redis_cluster_reshard': {'node': seed, 'method': 'atomic', **login}},
+        {'hashslot.redis.redis_cluster_reshard': {'node': seed, 'action': 'drain', 'source': new.node, **login}},
+        {'hashslot.redis.redis_cluster_node': {'cluster': seed, 'node': new.node, 'state': 'absent', **login}},
+        {'hashslot.redis.redis_cluster_info': {'node': seed, 'zones': secured.zones, **login}},
+    ]
+    try:
+        ledger.wait_for_writes(2000, timeout=60)
+        run = run_tasks(tasks)
+        ledger.wait_for_writes(len(ledger.acknowledged) + 250, timeout=30)
+    finally:
+        ledger.stop()
+    joined, rebalanced, drained, removed, report = run.results
+    for name, result in (('join', joined), ('rebalance', rebalanced), ('drain', drained), ('remove', removed)):
+        assert not result.get('failed') and result['changed'] is True, (name, result.get('msg'), run.output[-3000:])
+    for result in (rebalanced, drained):
+        assert result['method'] == 'atomic' and result['moved_slots'] == 4096 and result['moved_keys'] > 0, result
+        assert all(job['state'] == 'success' and job['attempts'] == 1 for job in result['jobs']), result['jobs']
+    assert [problem['kind'] for problem in report['problems']] == [], report['problems']
+    assert len(ledger.acknowledged) >= 2250 and ledger.lost() == {}, (len(ledger.acknowledged), ledger.errors[:5])
+    replication = secured.nodes[0].client(username=REPLICATION[0], password=REPLICATION[1])
+    for command in (('GET', 'ledger:1'), ('KEYS', '*'), ('CONFIG', 'GET', 'dir'), ('FLUSHALL',)):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            replication.execute_command(*command)
+    print(f"\natomic over TLS: {len(ledger.acknowledged)} writes acknowledged, 0 lost; rebalance "
+          f"{[(job['slot_count'], job['keys'], job['seconds']) for job in rebalanced['jobs']]}, drain "
+          f"{[(job['slot_count'], job['keys'], job['seconds']) for job in drained['jobs']]} (slots, keys, s per job)")
 
 
 @pytest.mark.one_build
