@@ -159,11 +159,14 @@ def acl_differences(client: Any, users: List[Dict[str, Any]]) -> List[str]:
 
 
 def sync_acl(client: Any, users: Iterable[Dict[str, Any]], acl_file: Optional[str], reload: bool,
-             check_mode: bool, reconnect: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+             check_mode: bool, reconnect: Optional[Callable[[], Any]] = None, server_version: Optional[str] = None) -> Dict[str, Any]:
     """ACL LOAD on a running server when its users differ from the wanted ones or `reload` says the file changed.
 
     The file itself is the caller's (the redis_server role writes it before calling this). A server started
-    without that aclfile cannot load it: that is reported in `restart_required`, and nothing is done.
+    without that aclfile cannot load it: that is reported in `restart_required`, and nothing is done. So is a server
+    that runs another version than `server_version`, the one the file was written for (an upgrade installed it and
+    restarts the server later): its rules may name commands the running server does not know, which ACL LOAD refuses
+    (Valkey 8 refuses cluster|syncslots); the new server reads the file when it starts.
     A server closes the connection of every user ACL LOAD replaced, the caller's own included, right after its reply:
     `reconnect()` gives a new client (logged in with the user's new password) to check the result with.
     """
@@ -174,6 +177,11 @@ def sync_acl(client: Any, users: Iterable[Dict[str, Any]], acl_file: Optional[st
     configured = str(configured[1]) if len(configured) > 1 else ''
     if acl_file and configured != acl_file:
         return {'changed': False, 'differences': [], 'loaded': False, 'restart_required': ['aclfile']}
+    if server_version:
+        info = dict(line.split(':', 1) for line in str(client.call('INFO', 'server')).splitlines() if ':' in line)
+        running = (info.get('valkey_version') or info.get('redis_version', '')).strip()
+        if running != str(server_version).strip():
+            return {'changed': False, 'differences': [], 'loaded': False, 'restart_required': ['version'], 'running_version': running}
     differences = acl_differences(client, normalized)
     if reload and not differences:
         differences = ['ACL file changed']

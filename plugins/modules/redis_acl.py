@@ -19,6 +19,9 @@ description:
   - A server that was not started with O(acl_file) as its C(aclfile) cannot load it; the module then changes nothing
     and returns C(aclfile) in RV(restart_required).
   - Rules are not compared (servers rewrite them); a changed file, O(reload=true), reloads them.
+  - With O(server_version), a server running another version than the one the file was written for is not asked to
+    load it (its rules may name commands that version lacks, as Valkey 9's C(cluster|syncslots) for Valkey 8); the module
+    changes nothing and returns C(version) in RV(restart_required) - the new server reads the file when it starts.
 options:
   users:
     description:
@@ -54,6 +57,12 @@ options:
       - The C(aclfile) the server must be running with; when it is not, nothing is loaded and a restart is reported.
       - Omit to load whatever file the server has.
     type: path
+  server_version:
+    description:
+      - The server version the ACL file was written for (as the server prints it, C(9.1.2)); the C(redis_server) role
+        passes the installed one. Empty - no check.
+    type: str
+    version_added: 0.2.0
   reload:
     description:
       - Run C(ACL LOAD) even when users, states and passwords match (the file changed, for example its rules).
@@ -96,8 +105,13 @@ loaded:
   description: Whether ACL LOAD ran.
   returned: always
   type: bool
+running_version:
+  description: The version the server runs, when it differs from O(server_version).
+  returned: when the file was left for a restart onto another version
+  type: str
+  version_added: 0.2.0
 restart_required:
-  description: C(aclfile) when the server runs without the wanted ACL file.
+  description: C(aclfile) when the server runs without the wanted ACL file, C(version) when it runs another version than O(server_version).
   returned: always
   type: list
   elements: str
@@ -128,6 +142,7 @@ def main():
         )),
         acl_file=dict(type='path'),
         reload=dict(type='bool', default=False),
+        server_version=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
@@ -144,7 +159,7 @@ def main():
             return client
 
         return sync_acl(pool.get(host, port), users, module.params['acl_file'], module.params['reload'], module.check_mode,
-                        reconnect)
+                        reconnect, server_version=module.params['server_version'])
 
     run_cluster_module(module, operation)
 

@@ -134,3 +134,12 @@ def test_redis_acl_loads_what_differs_and_then_nothing(secured, build):
         assert 'app-Pw-rotated' not in json.dumps(result) and ADMIN[1] not in json.dumps(result)
     elsewhere = run_module('redis_acl', **{**connection, 'acl_file': acl + '.other'})
     assert elsewhere['changed'] is False and elsewhere['restart_required'] == ['aclfile'], elsewhere
+    # A file written for another version (an upgrade installed it, the restart comes later) is left for that restart.
+    wanted[2] = dict(wanted[2], password='app-Pw-upgraded')
+    write_acl(acl, wanted)
+    pending = run_module('redis_acl', **{**connection, 'users': wanted, 'reload': True, 'server_version': '99.0.0'})
+    assert pending['changed'] is False and pending['loaded'] is False and pending['restart_required'] == ['version'], pending
+    assert pending['running_version'] == build.version if build.name != 'redis-7.0' else pending['running_version'].startswith('7.0.')
+    assert master.client(username='app', password='app-Pw-rotated').ping()
+    current = run_module('redis_acl', **{**connection, 'users': wanted, 'reload': True, 'server_version': pending['running_version']})
+    assert current['loaded'] is True and master.client(username='app', password='app-Pw-upgraded').ping(), current
