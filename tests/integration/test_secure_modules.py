@@ -377,8 +377,9 @@ def test_reshard_drain_and_failover_over_tls_under_load_leak_no_secret(build, mo
     seed = secured.nodes[0].node
     tasks = [
         {'hashslot.redis.redis_cluster_node': {'cluster': seed, 'node': new.node, 'role': 'master', **login}},
-        {'hashslot.redis.redis_cluster_reshard': {'node': seed, **login}},
-        {'hashslot.redis.redis_cluster_reshard': {'node': seed, 'action': 'drain', 'source': new.node, **login}},
+        # The keys method: MIGRATE ... AUTH2 is what MONITOR and SLOWLOG are searched for.
+        {'hashslot.redis.redis_cluster_reshard': {'node': seed, 'method': 'keys', **login}},
+        {'hashslot.redis.redis_cluster_reshard': {'node': seed, 'action': 'drain', 'source': new.node, 'method': 'keys', **login}},
         {'hashslot.redis.redis_failover': {'node': replica_node, **login}},
         {'hashslot.redis.redis_cluster_info': {'node': seed, 'zones': secured.zones, **login}},
     ]
