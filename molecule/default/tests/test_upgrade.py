@@ -10,6 +10,11 @@ It runs after tests/test_default.py (pytest takes the files in name order), on t
    secret as cluster bus extension 4, which Valkey reads as the node's client IPv4 address, so a mixed cluster
    announces the Redis 8 nodes at an address made of that secret (seen: the first restarted node stayed unreachable
    for the others).
+3. Valkey 8.1.1 -> Valkey 9.1.2 built from source. The ACL files are rewritten for Valkey 9 (the replication user gets
+   what atomic slot migration needs, a rule Valkey 8 would refuse: the running 8.1 servers are not asked to load it,
+   each reads it when restarted). Then, on the upgraded hosts, slots move back and forth with atomic slot migration
+   (redis_cluster_reshard method=atomic) over TLS as the admin, the sources logging in to the targets as the
+   replication user, under the ledger.
 
 The other refused switch, Redis 8.0 -> Valkey 8.1 (Redis 7.4 and later write RDB format 12, which Valkey 8.1 refuses),
 is shown on the scale scenario's cluster, which runs Debian 13's Redis 8.0.2 (molecule/scale/tests/test_scale.py). An
@@ -36,11 +41,13 @@ import pytest
 
 from containers import (AckLedger, CommandLines, PacedLedger, PlaybookRecap, ShardSampler, assert_switch_refused, docker,
                         paced_ledger, unit_down_windows, upgrade_vars)
-from servers import ensure_build  # tests/integration, on the path once containers is imported
+from playbook import run_tasks  # tests/integration, on the path once containers is imported
+from servers import ensure_build
 
 # Each upgrade: fixture name -> (flavor, version, tools/redis-servers name, what the cluster runs before it).
 UPGRADES = {
     'valkey81': ('valkey', '8.1.1', 'valkey-8.1.1', ('redis', '7.0.15')),
+    'valkey91': ('valkey', '9.1.2', 'valkey-9.1.2', ('valkey', '8.1.1')),
 }
 # The upgrades that run with redis_rolling_failback (the masters end where they started).
 FAILBACK = {'valkey81'}
@@ -50,6 +57,8 @@ REFUSALS = {
     'redis8_after_valkey': ('valkey81', 'redis', '8.0.2', 'redis-8.0.2', 'runs Valkey 8.1.1'),
 }
 SEED_KEYS = 2000
+# The redis_server role's default replication user.
+REPLICATION_USER = 'hashslot-replication'
 # The writer and the sampler stop by themselves after this long, as the playbook does (run_playbook's timeout).
 LOAD_MAX_SECONDS = 1800
 # Each write is followed by an INCR of one of the ledger's 64 counters: 200 commands a second.
@@ -295,6 +304,60 @@ def redis8_after_valkey(cluster, valkey81) -> RefusalRecord:
     return refuse(cluster, 'redis8_after_valkey', valkey81)
 
 
+@pytest.fixture(scope='module')
+def valkey91(cluster, valkey81, redis8_after_valkey) -> UpgradeRecord:
+    # After the refusal, which expects the cluster on Valkey 8.1.
+    if valkey81.returncode != 0:
+        pytest.fail('the upgrade to Valkey 8.1.1 failed, so the one from it to Valkey 9.1.2 was not tried')
+    return upgrade(cluster, 'valkey91')
+
+
+@dataclass
+class AtomicRecord:
+    """Slots moved to another master and back with atomic slot migration, under the ledger."""
+    results: List[Dict[str, Any]]
+    output: str
+    acknowledged: int
+    lost: Dict[str, Any]
+    report: Dict[str, Any]
+    replication_rules: str
+
+
+@pytest.fixture(scope='module')
+def atomic_moves(cluster, valkey91) -> AtomicRecord:
+    if valkey91.returncode != 0:
+        pytest.fail('the upgrade to Valkey 9.1.2 failed')
+    settle(cluster)
+    masters = cluster.masters()
+    source, target = masters[0], masters[1]
+    slots = cluster.topology()[source]['slots'][0]
+    start, dummy, end = slots.partition('-')
+    moved = [f'{start}-{int(start) + 999}']
+    seed = dict(host=source.split(':')[0], port=int(source.split(':')[1]))
+    to_target = dict(host=target.split(':')[0], port=int(target.split(':')[1]))
+    to_source = dict(seed)
+    common = dict(node=seed, action='move', slots=moved, method='atomic', **cluster.connection())
+    ledger = paced_ledger(cluster, writes_per_second=WRITES_PER_SECOND, max_seconds=300, max_writes=10 ** 6, prefix='load-atomic',
+                          counters=64)
+    ledger.start()
+    try:
+        ledger.wait_for_writes(100, timeout=30)
+        run = run_tasks([{'hashslot.redis.redis_cluster_reshard': dict(common, target=to_target)},
+                         {'hashslot.redis.redis_cluster_reshard': dict(common, target=to_source)}])
+        count = len(ledger.acknowledged)
+        ledger.wait_for_writes(count + 100, timeout=15)
+    finally:
+        ledger.stop()
+    settle(cluster)
+    user = str(cluster.host_vars(cluster.hosts()[0]).get('redis_server_replication_user', REPLICATION_USER))
+    getuser = cluster.client(cluster.hosts()[0]).execute_command('ACL', 'GETUSER', user)
+    rules = str(dict(zip(getuser[0::2], getuser[1::2])).get('commands'))
+    record = AtomicRecord(run.results, run.output, len(ledger.acknowledged), ledger.lost(), cluster.info(), rules)
+    print(f'\n[atomic moves on Valkey 9.1] {[(result.get("method"), result.get("jobs")) for result in run.results]}; '
+          f'{record.acknowledged} writes acknowledged, {len(record.lost)} lost')
+    return record
+
+
 @pytest.fixture(params=list(UPGRADES))
 def step(request) -> UpgradeRecord:
     return request.getfixturevalue(request.param)
@@ -409,7 +472,7 @@ def test_every_node_runs_the_new_build(step, cluster):
 def test_playbook_reports_the_new_version_and_a_second_run_restarts_nothing(step):
     assert step.returncode == 0, step.failure_context()
     assert f'every node runs {step.flavor} {step.version}' in step.output, step.failure_context()
-    if step.flavor == 'valkey':
+    if step.flavor != UPGRADES[step.name][3][0]:
         # The switch of flavor tells the operator to keep the deployed names in the inventory.
         assert 'redis_server_name: redis' in step.output, step.failure_context()
     assert step.rerun_returncode == 0, step.rerun_changed
@@ -444,3 +507,16 @@ def test_impossible_switch_refused_before_any_change(refusal, cluster):
     assert refusal.servers_after == refusal.servers_before
     for node, unit in refusal.units.items():
         assert unit['ActiveState'] == 'active', (node, unit)
+
+
+def test_atomic_migration_on_the_upgraded_hosts_over_tls_loses_nothing(atomic_moves):
+    """Valkey 9 on systemd hosts with the secure defaults: 1000 slots to another master and back with atomic slot
+    migration, as the admin over TLS, the source logging in to the target as the replication user (its rules as the
+    role writes them for Valkey 9), while the ledger writes."""
+    for result in atomic_moves.results:
+        assert not result.get('failed'), (result.get('msg'), atomic_moves.output[-3000:])
+        assert result['method'] == 'atomic' and result['moved_slots'] == 1000, result
+        assert [job['state'] for job in result['jobs']] == ['success'], result['jobs']
+    assert 'cluster|syncslots' in atomic_moves.replication_rules, atomic_moves.replication_rules
+    assert atomic_moves.acknowledged >= 200 and atomic_moves.lost == {}, (atomic_moves.acknowledged, list(atomic_moves.lost.items())[:5])
+    assert atomic_moves.report['problems'] == [], atomic_moves.report['problems']
