@@ -2,9 +2,9 @@
 
 Usage (from the repository root):
 
-    .venv/bin/python bench/reshard_bench.py [--keys N] [--value-size B] [--rounds R] [--build redis-7.0]
+    .venv/bin/python bench/reshard_bench.py [--keys N] [--value-size B] [--rounds R] [--build redis-7.0[,valkey-8.1.1,...]]
 
-Per round, three identical clusters are built on loopback, each of 6 servers formed as 3 masters + 3 replicas
+Per build and round, identical clusters (one per tool) are built on loopback, each of 6 servers formed as 3 masters + 3 replicas
 (tests/integration/conftest.py form_cluster, i.e. the engine) plus 1 empty master added with
 hashslot.redis.redis_cluster_node (CLUSTER MEET); every server runs with cluster-node-timeout 5000 so that a long
 MIGRATE does not trigger a failover. Each cluster is loaded with the same N keys of B bytes: every key's slot is
@@ -12,12 +12,17 @@ computed client-side and SETs are pipelined straight to the master owning it, ab
 Before timing, every cluster must pass `redis-cli --cluster check` and its replicas must have caught up.
 
 Then, each on its own cluster, the empty master is given its share (4096 of 16384 slots):
-  module             hashslot.redis.redis_cluster_reshard action=rebalance (defaults: use_empty_masters, pipeline
-                     1000, parallel 4, slot_batch 128) through a whole ansible-playbook run: wall time of the
-                     run, plus the module's own returned duration, moved_slots and moved_keys
-  redis-cli          redis-cli --cluster rebalance <node> --cluster-use-empty-masters (its default pipeline, 10)
-  redis-cli p1000    the same with --cluster-pipeline 1000
-Which tool goes first rotates per round.
+  module             hashslot.redis.redis_cluster_reshard action=rebalance (defaults: method auto, use_empty_masters,
+                     pipeline 1000, parallel 4, slot_batch 128) through a whole ansible-playbook run: wall time of the
+                     run, plus the module's own returned duration, moved_slots and moved_keys. On Valkey 9 auto
+                     means atomic slot migration.
+  module keys        (Valkey 9 only) the same with method=keys, the SETSLOT/MIGRATE path every server has
+  cli                redis-cli (valkey-cli for Valkey) --cluster rebalance <node> --cluster-use-empty-masters (its
+                     default pipeline, 10): the legacy key-by-key migration
+  cli p1000          the same with --cluster-pipeline 1000
+  cli atomic         (Valkey 9 only) valkey-cli --cluster rebalance ... --cluster-use-atomic-slot-migration
+Which tool goes first rotates per round. With several builds (--build a,b) each build's rounds run in turn, and one
+table per build is printed at the end.
 
 After each run the script asserts that the masters (nodes whose ROLE is master) still hold N keys in total and
 that `redis-cli --cluster check` exits 0 (retried for up to 30 s, for the cluster bus to spread the last epochs;
@@ -57,7 +62,14 @@ SETTLE_TIMEOUT = 120.0
 TOOL_TIMEOUT = 1800      # seconds; bounds every ansible-playbook / redis-cli run
 SLOTS = 16384
 
-TOOLS = ('module', 'redis-cli', 'redis-cli p1000')
+BASE_TOOLS = ('module', 'cli', 'cli p1000')
+ATOMIC_TOOLS = ('module', 'module keys', 'cli atomic', 'cli', 'cli p1000')
+
+
+def tools_for(build: ServerBuild) -> Tuple[str, ...]:
+    """The tools compared on a build: the atomic ones too where the server has atomic slot migration (Valkey 9)."""
+    flavor, dummy, version = build.name.partition('-')
+    return ATOMIC_TOOLS if flavor == 'valkey' and int(version.split('.')[0]) >= 9 else BASE_TOOLS
 
 
 class _WithConfig:
@@ -205,21 +217,26 @@ def build_cluster(factory: ServerFactory) -> Tuple[List[RedisServer], RedisServe
 
 # ----------------------------------------------------------------------------------------------- the tools
 
-def run_reshard_module(build: ServerBuild, servers: List[RedisServer]) -> Dict:
-    # A playbook of this one task, as an operator runs it; its wall time is what the goal counts.
-    wall, result = run_single_task('redis_cluster_reshard', timeout=TOOL_TIMEOUT, node=servers[0].node, action='rebalance')
-    if result.get('failed'):
-        raise AssertionError(f'redis_cluster_reshard failed after {wall:.1f} s: {result.get("msg")}\n'
-                             f'{ {k: v for k, v in result.items() if k not in ("diff", "actions", "invocation")} }')
-    return {'wall': wall, 'duration': float(result['duration']), 'moved_slots': result.get('moved_slots'),
-            'moved_keys': result.get('moved_keys')}
+def reshard_module(method: str) -> Callable[[ServerBuild, List[RedisServer]], Dict]:
+    def run(build: ServerBuild, servers: List[RedisServer]) -> Dict:
+        # A playbook of this one task, as an operator runs it; its wall time is what the goal counts.
+        wall, result = run_single_task('redis_cluster_reshard', timeout=TOOL_TIMEOUT, node=servers[0].node, action='rebalance',
+                                       method=method)
+        if result.get('failed'):
+            raise AssertionError(f'redis_cluster_reshard failed after {wall:.1f} s: {result.get("msg")}\n'
+                                 f'{ {k: v for k, v in result.items() if k not in ("diff", "actions", "invocation")} }')
+        return {'wall': wall, 'duration': float(result['duration']), 'moved_slots': result.get('moved_slots'),
+                'moved_keys': result.get('moved_keys'), 'method': result.get('method')}
+    return run
 
 
-def cli_rebalance(pipeline: Optional[int]) -> Callable[[ServerBuild, List[RedisServer]], Dict]:
+def cli_rebalance(pipeline: Optional[int], atomic: bool = False) -> Callable[[ServerBuild, List[RedisServer]], Dict]:
     def run(build: ServerBuild, servers: List[RedisServer]) -> Dict:
         command = [build.cli, '--cluster', 'rebalance', servers[0].address, '--cluster-use-empty-masters']
         if pipeline is not None:
             command += ['--cluster-pipeline', str(pipeline)]
+        if atomic:
+            command.append('--cluster-use-atomic-slot-migration')
         started = time.monotonic()
         completed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
         wall = time.monotonic() - started
@@ -229,7 +246,8 @@ def cli_rebalance(pipeline: Optional[int]) -> Callable[[ServerBuild, List[RedisS
     return run
 
 
-RUNNERS = {'module': run_reshard_module, 'redis-cli': cli_rebalance(None), 'redis-cli p1000': cli_rebalance(1000)}
+RUNNERS = {'module': reshard_module('auto'), 'module keys': reshard_module('keys'), 'cli': cli_rebalance(None),
+           'cli p1000': cli_rebalance(1000), 'cli atomic': cli_rebalance(None, atomic=True)}
 
 
 def measure(tool: str, build: ServerBuild, servers: List[RedisServer], new_master: RedisServer, keys: int) -> Dict:
@@ -246,12 +264,13 @@ def measure(tool: str, build: ServerBuild, servers: List[RedisServer], new_maste
 
 def one_round(build: ServerBuild, ports: PortAllocator, dataset: List[Tuple[int, bytes]], keys: int,
               order: List[str]) -> Tuple[Dict[str, Dict], Dict[str, str]]:
+    tools = tools_for(build)
     factory = ServerFactory(build, ports)
     figures: Dict[str, Dict] = {}
     errors: Dict[str, str] = {}
     try:
         clusters = {}
-        for tool in TOOLS:
+        for tool in tools:
             started = time.monotonic()
             servers, new_master = build_cluster(factory)
             load(servers, dataset)
@@ -261,7 +280,7 @@ def one_round(build: ServerBuild, ports: PortAllocator, dataset: List[Tuple[int,
             print(f'  cluster for {tool}: {", ".join(s.address for s in servers)}; loaded {total} keys '
                   f'({time.monotonic() - started:.1f} s)')
             sys.stdout.flush()
-        for tool in TOOLS:
+        for tool in tools:
             servers, dummy = clusters[tool]
             wait_for_check(build, servers[0], SETTLE_TIMEOUT)
             wait_until(lambda: replicas_caught_up(servers), SETTLE_TIMEOUT, 'replicas to catch up')
@@ -275,7 +294,7 @@ def one_round(build: ServerBuild, ports: PortAllocator, dataset: List[Tuple[int,
             else:
                 row = figures[tool]
                 print(f'  {tool}: wall {row["wall"]:.2f} s'
-                      + (f', module duration {row["duration"]:.2f} s, moved_slots {row["moved_slots"]}, '
+                      + (f', module duration {row["duration"]:.2f} s ({row["method"]}), moved_slots {row["moved_slots"]}, '
                          f'moved_keys {row["moved_keys"]}' if 'duration' in row else '')
                       + f'; new master {row["new_master_slots"]} slots, {row["new_master_keys"]} keys'
                       + f' (1-min load average before: {row["load_before"]:.2f})')
@@ -297,16 +316,20 @@ def print_table(build: ServerBuild, keys: int, value_size: int, rounds: List[Dic
         return statistics.median(values) if values else None
 
     module_wall = median('module', 'wall')
+    cli = os.path.basename(build.cli)
     print()
     print(f'### {build.name}, {keys} keys of {value_size} bytes, 3 masters + 3 replicas + 1 empty master, '
           f'{len(rounds)} round(s){" (medians)" if len(rounds) > 1 else ""}')
     print()
-    print('| tool | wall s | module duration s | keys moved (new master DBSIZE) | slots moved | redis-cli wall / module wall |')
+    print('| tool | wall s | module duration s | keys moved (new master DBSIZE) | slots moved | wall / module wall |')
     print('|---|---:|---:|---:|---:|---:|')
-    labels = {'module': 'redis_cluster_reshard (whole ansible-playbook run)',
-              'redis-cli': 'redis-cli --cluster rebalance (default pipeline 10)',
-              'redis-cli p1000': 'redis-cli --cluster rebalance --cluster-pipeline 1000'}
-    for tool in TOOLS:
+    methods = {run['module'].get('method') for run in rounds if 'module' in run}
+    labels = {'module': f'redis_cluster_reshard (whole ansible-playbook run, method {"/".join(sorted(filter(None, methods))) or "auto"})',
+              'module keys': 'redis_cluster_reshard method=keys (whole ansible-playbook run)',
+              'cli': f'{cli} --cluster rebalance (default pipeline 10)',
+              'cli p1000': f'{cli} --cluster rebalance --cluster-pipeline 1000',
+              'cli atomic': f'{cli} --cluster rebalance --cluster-use-atomic-slot-migration'}
+    for tool in tools_for(build):
         wall = median(tool, 'wall')
         if wall is None:
             print(f'| {labels[tool]} | FAILED | | | | |')
@@ -315,7 +338,7 @@ def print_table(build: ServerBuild, keys: int, value_size: int, rounds: List[Dic
         moved = median(tool, 'new_master_keys')
         slots = median(tool, 'new_master_slots')
         keys_cell, slots_cell = f'{moved:.0f}', f'{slots:.0f}'
-        if tool == 'module':      # the module's own figures next to the new master's
+        if tool.startswith('module'):      # the module's own figures next to the new master's
             keys_cell += f' (module: {median(tool, "moved_keys"):.0f})'
             slots_cell += f' (module: {median(tool, "moved_slots"):.0f})'
         cells = [labels[tool], f'{wall:.2f}', f'{duration:.2f}' if duration is not None else '-', keys_cell, slots_cell,
@@ -333,34 +356,41 @@ def main() -> int:
     parser.add_argument('--keys', type=int, default=1000000, help='keys loaded in each cluster (default 1000000)')
     parser.add_argument('--value-size', type=int, default=100, help='bytes per value (default 100)')
     parser.add_argument('--rounds', type=int, default=1, help='rounds (default 1)')
-    parser.add_argument('--build', default='redis-7.0', help='server build from `tools/redis-servers list` (default redis-7.0)')
+    parser.add_argument('--build', default='redis-7.0',
+                        help='server builds from `tools/redis-servers list`, comma-separated (default redis-7.0)')
     args = parser.parse_args()
 
-    builds = available_builds()
-    if args.build not in builds:
-        parser.error(f'{args.build} is not installed; available: {", ".join(sorted(builds))}')
-    build = builds[args.build]
+    available = available_builds()
+    names = [name.strip() for name in args.build.split(',') if name.strip()]
+    missing = [name for name in names if name not in available]
+    if missing:
+        parser.error(f'{", ".join(missing)} not installed; available: {", ".join(sorted(available))}')
     ports = PortAllocator()
-
-    print(f'{build.name}: {build.server}, {build.cli}; {args.keys} keys x {args.value_size} bytes, '
-          f'cluster-node-timeout {NODE_TIMEOUT} ms')
+    print(f'{args.keys} keys x {args.value_size} bytes, cluster-node-timeout {NODE_TIMEOUT} ms; builds: {", ".join(names)}')
     print(f'uptime before: {uptime()}')
     started = time.monotonic()
     dataset = build_dataset(args.keys, args.value_size)
     print(f'data set encoded in {time.monotonic() - started:.1f} s')
     sys.stdout.flush()
 
-    rounds: List[Dict[str, Dict]] = []
+    results: List[Tuple[ServerBuild, List[Dict[str, Dict]]]] = []
     failures: List[str] = []
-    for index in range(args.rounds):
-        order = list(TOOLS[index % len(TOOLS):] + TOOLS[:index % len(TOOLS)])
-        print(f'round {index + 1}: order {", ".join(order)}')
-        sys.stdout.flush()
-        figures, errors = one_round(build, ports, dataset, args.keys, order)
-        rounds.append(figures)
-        failures += [f'round {index + 1} {tool}: {error}' for tool, error in errors.items()]
+    for name in names:
+        build = available[name]
+        tools = tools_for(build)
+        print(f'{build.name}: {build.server}, {build.cli}')
+        rounds: List[Dict[str, Dict]] = []
+        for index in range(args.rounds):
+            order = list(tools[index % len(tools):] + tools[:index % len(tools)])
+            print(f'{build.name} round {index + 1}: order {", ".join(order)}')
+            sys.stdout.flush()
+            figures, errors = one_round(build, ports, dataset, args.keys, order)
+            rounds.append(figures)
+            failures += [f'{build.name} round {index + 1} {tool}: {error}' for tool, error in errors.items()]
+        results.append((build, rounds))
     print(f'uptime after: {uptime()}')
-    print_table(build, args.keys, args.value_size, rounds)
+    for build, rounds in results:
+        print_table(build, args.keys, args.value_size, rounds)
     if failures:
         print('\nFailures:')
         for failure in failures:
