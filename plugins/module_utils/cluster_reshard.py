@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.atomic_migration import (
@@ -137,8 +138,10 @@ class ClusterSnapshot:
     def orphans(self, owners: Sequence[Optional[str]]) -> List[Tuple[str, int, int]]:
         """(node, slot, keys) for each slot in which a master holds keys while another master owns it, outside any
         migration open on that master (see remove_orphans). Slots without an owner are fix's coverage repair."""
-        return [(node_id, slot, count) for node_id, state in self.masters.items()
-                for slot, count in sorted(keys_outside(state, list(owners)).items())]
+        # Each master on its own connection, at the same time: the count waits mostly on the servers.
+        with ThreadPoolExecutor(max_workers=max(1, len(self.masters))) as executor:
+            held = dict(zip(self.masters, executor.map(lambda state: keys_outside(state, list(owners)), self.masters.values())))
+        return [(node_id, slot, count) for node_id in self.masters for slot, count in sorted(held[node_id].items())]
 
 
 def settled_snapshot(pool: NodePool, host: str, port: int, timeout: float) -> ClusterSnapshot:
