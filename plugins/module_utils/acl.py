@@ -15,6 +15,8 @@ import hashlib
 import re
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
+from ansible_collections.hashslot.redis.plugins.module_utils.server_config import running_version
+
 # What the collection's own users may do. The admin runs the modules (CLUSTER, MIGRATE, CONFIG, ACL, ...).
 ADMIN_RULES = ('~*', '&*', '+@all')
 # A replica authenticates to its master with masteruser/masterauth and needs only these (Redis and Valkey docs).
@@ -178,8 +180,7 @@ def sync_acl(client: Any, users: Iterable[Dict[str, Any]], acl_file: Optional[st
     if acl_file and configured != acl_file:
         return {'changed': False, 'differences': [], 'loaded': False, 'restart_required': ['aclfile']}
     if server_version:
-        info = dict(line.split(':', 1) for line in str(client.call('INFO', 'server')).splitlines() if ':' in line)
-        running = (info.get('valkey_version') or info.get('redis_version', '')).strip()
+        running = running_version(client)
         if running != str(server_version).strip():
             return {'changed': False, 'differences': [], 'loaded': False, 'restart_required': ['version'], 'running_version': running}
     differences = acl_differences(client, normalized)

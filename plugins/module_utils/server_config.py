@@ -142,14 +142,45 @@ def read_settings(client: Any, names: List[str]) -> Dict[str, Optional[str]]:
     return current
 
 
-def apply_settings(client: Any, wanted: Mapping[str, Any], check_mode: bool) -> Dict[str, Any]:
-    """Bring a running server to `wanted` with CONFIG SET; report what changed and what needs a restart."""
+def running_version(client: Any) -> str:
+    """The version a running server reports (valkey_version on Valkey, else redis_version)."""
+    info = dict(line.split(':', 1) for line in str(client.call('INFO', 'server')).splitlines() if ':' in line)
+    return (info.get('valkey_version') or info.get('redis_version', '')).strip()
+
+
+def version_settings(flavor: str, version: str, zone: str = '') -> Dict[str, Any]:
+    """Settings a server version offers that the redis_server role turns on: on Valkey 8.1 and later the instance's
+    availability zone (`availability-zone`, from the inventory's zone; clients read it in HELLO, Valkey 9 also spreads it
+    over the cluster bus); on Valkey 9.0 and later `shutdown-on-sigterm failover` (a primary stopped by systemd hands its
+    slots to a caught-up replica before it exits, instead of the cluster waiting a node timeout). Empty for another
+    flavor or an unknown version."""
+    numbers = re.match(r'^\s*v?(\d+)\.(\d+)', str(version or ''))
+    if str(flavor).lower() != 'valkey' or not numbers:
+        return {}
+    major_minor = (int(numbers.group(1)), int(numbers.group(2)))
+    settings: Dict[str, Any] = {}
+    if major_minor >= (8, 1) and zone:
+        settings['availability-zone'] = str(zone)
+    if major_minor >= (9, 0):
+        settings['shutdown-on-sigterm'] = 'failover'
+    return settings
+
+
+def apply_settings(client: Any, wanted: Mapping[str, Any], check_mode: bool, server_version: Optional[str] = None) -> Dict[str, Any]:
+    """Bring a running server to `wanted` with CONFIG SET; report what changed and what needs a restart.
+
+    `server_version` is the version the settings were written for. A server running another one (an upgrade installed
+    it and restarts the server later) may not know some of them, or refuse their value: those wait for the restart
+    (`restart_required`) instead of failing the run."""
     names = [name for name, value in wanted.items() if not isinstance(value, (list, tuple))]
     try:
         before = read_settings(client, names)
     except ConfigApplyError as exc:
         raise ConfigApplyError(f'{exc} (nothing was changed)') from exc
     to_set, restart, unknown = plan_runtime_changes(wanted, before)
+    pending_upgrade = bool(server_version) and running_version(client) != str(server_version).strip()
+    if unknown and pending_upgrade:
+        restart, unknown = sorted(set(restart) | set(unknown)), []
     if unknown:
         raise ConfigApplyError(
             f'{client.address}: does not know the setting(s) {", ".join(sorted(unknown))}; '
@@ -161,7 +192,7 @@ def apply_settings(client: Any, wanted: Mapping[str, Any], check_mode: bool) -> 
             reply = client.pipeline([('CONFIG', 'SET', name, setting_text(wanted[name]))])[0]
             if isinstance(reply, Exception):
                 message = str(reply)
-                if 'immutable' in message or 'protected' in message:
+                if 'immutable' in message or 'protected' in message or pending_upgrade:
                     restart.append(name)
                     continue
                 raise ConfigApplyError(

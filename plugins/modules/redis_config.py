@@ -17,7 +17,9 @@ description:
     RV(restart_required) so the caller can schedule a rolling restart.
   - Values are compared the way the server stores them (C(4gb) is C(4294967296), C(true) is C(yes)).
   - Every setting is checked against the server before the first change; one the server does not know fails
-    the task with nothing changed.
+    the task with nothing changed - unless the server runs another version than O(server_version), the one the
+    settings were written for (an upgrade installed it and restarts the server later); then settings it does not know,
+    or whose value it refuses, are returned in RV(restart_required).
   - It never runs C(CONFIG REWRITE); the configuration file is the caller's (the C(redis_server) role templates it
     from the same settings).
 options:
@@ -41,6 +43,12 @@ options:
       - The task is C(changed) when the files were reloaded (in check mode, when they would be).
     type: bool
     default: false
+    version_added: 0.2.0
+  server_version:
+    description:
+      - The server version the settings were written for (as the server prints it, C(9.1.2)); the C(redis_server)
+        role passes the installed one. Empty - no check.
+    type: str
     version_added: 0.2.0
 extends_documentation_fragment:
   - hashslot.redis.node
@@ -112,6 +120,7 @@ def main():
         node=node_argument_spec(),
         settings=dict(type='dict', required=True),
         reload_tls=dict(type='bool', default=False),
+        server_version=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     # `settings` is a plain dict, so Ansible does not know that masterauth or requirepass in it are secrets: without
@@ -121,7 +130,7 @@ def main():
     def operation(pool):
         client = pool.get(module.params['node']['host'], module.params['node']['port'])
         try:
-            result = apply_settings(client, module.params['settings'], module.check_mode)
+            result = apply_settings(client, module.params['settings'], module.check_mode, module.params['server_version'])
             result['tls_reloaded'] = module.params['reload_tls'] and reload_tls(client, module.check_mode)
             result['changed'] = result['changed'] or result['tls_reloaded']
             return result

@@ -61,7 +61,7 @@ def test_the_server_role_grants_the_rules_the_acl_module_defines():
     from ansible_collections.hashslot.redis.plugins.module_utils.acl import ADMIN_RULES, APPLICATION_RULES
     role_vars = load('roles', 'redis_server', 'vars', 'main.yml')
     assert role_vars['__redis_server_admin_rules'] == list(ADMIN_RULES)
-    assert 'hashslot.redis.redis_replication_rules(redis_install_installed_version' in role_vars['__redis_server_replication_rules']
+    assert 'hashslot.redis.redis_replication_rules(__redis_server_version)' in role_vars['__redis_server_replication_rules']
     assert role_vars['__redis_server_application_rules'] == list(APPLICATION_RULES)
 
 

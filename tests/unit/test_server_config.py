@@ -44,3 +44,63 @@ def test_plan_separates_runtime_restart_and_unknown():
 def test_memory_units_normalize_to_bytes(number, unit):
     factor = {'': 1, 'k': 1000, 'kb': 1024, 'm': 10 ** 6, 'mb': 2 ** 20, 'g': 10 ** 9, 'gb': 2 ** 30}[unit]
     assert normalize(f'{number}{unit}') == str(number * factor)
+
+
+def test_valkey_gets_its_zone_from_8_1_and_the_shutdown_handover_from_9():
+    from ansible_collections.hashslot.redis.plugins.module_utils.server_config import version_settings
+    assert version_settings('redis', '8.0.2', 'a') == {}
+    assert version_settings('valkey', '8.0.1', 'a') == {}
+    assert version_settings('valkey', '8.1.1', 'a') == {'availability-zone': 'a'}
+    assert version_settings('valkey', '9.1.2', 'b') == {'availability-zone': 'b', 'shutdown-on-sigterm': 'failover'}
+    assert version_settings('valkey', '9.1.2', '') == {'shutdown-on-sigterm': 'failover'}
+    assert version_settings('valkey', '', 'a') == {}
+
+
+def test_the_version_is_read_from_the_servers_own_words():
+    from ansible_collections.hashslot.redis.plugins.filter.redis_text import redis_server_version
+    assert redis_server_version('Valkey server v=9.1.2 sha=00000000:1 malloc=jemalloc-5.3.0 bits=64') == '9.1.2'
+    assert redis_server_version('Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64') == '7.0.15'
+    assert redis_server_version('') == '' and redis_server_version(None) == ''
+
+
+class Server:
+    """A running server as apply_settings sees it: its version, the settings it knows, what CONFIG SET refuses."""
+
+    def __init__(self, version, known, refused=()):
+        from redis.exceptions import ResponseError
+        self.version, self.known, self.refused, self.error = version, dict(known), set(refused), ResponseError
+        self.address = '10.0.0.5:6379'
+
+    def call(self, *args):
+        return f'# Server\r\nvalkey_version:{self.version}\r\nredis_version:7.2.4\r\n'
+
+    def pipeline(self, commands):
+        replies = []
+        for command in commands:
+            if command[:2] == ('CONFIG', 'GET'):
+                name = command[2]
+                replies.append([name, self.known[name]] if name in self.known else [])
+            elif command[2] in self.refused:
+                replies.append(self.error(f'Invalid argument for CONFIG SET {command[2]}'))
+            else:
+                self.known[command[2]] = command[3]
+                replies.append('OK')
+        return replies
+
+
+def test_settings_for_a_version_not_running_yet_wait_for_the_restart():
+    from ansible_collections.hashslot.redis.plugins.module_utils.server_config import ConfigApplyError, apply_settings
+    wanted = {'maxmemory-policy': 'allkeys-lru', 'shutdown-on-sigterm': 'failover', 'availability-zone': 'a'}
+    # Valkey 8.1 running, 9.1 installed: it lacks nothing but refuses the value `failover`.
+    old = Server('8.1.1', {'maxmemory-policy': 'noeviction', 'shutdown-on-sigterm': 'default', 'availability-zone': ''},
+                 refused={'shutdown-on-sigterm'})
+    result = apply_settings(old, wanted, False, server_version='9.1.2')
+    assert result['settings_changed'] == ['availability-zone', 'maxmemory-policy']
+    assert result['restart_required'] == ['shutdown-on-sigterm']
+    # Redis 7.0 running, Valkey 9.1 installed: the settings it does not know wait too.
+    redis7 = Server('7.0.15', {'maxmemory-policy': 'noeviction'})
+    result = apply_settings(redis7, wanted, False, server_version='9.1.2')
+    assert result['restart_required'] == ['availability-zone', 'shutdown-on-sigterm']
+    # The same server on the version the settings were written for: an unknown setting fails, nothing changed.
+    with pytest.raises(ConfigApplyError, match='does not know the setting'):
+        apply_settings(Server('7.0.15', {'maxmemory-policy': 'noeviction'}), wanted, False, server_version='7.0.15')

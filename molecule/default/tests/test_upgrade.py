@@ -14,7 +14,9 @@ It runs after tests/test_default.py (pytest takes the files in name order), on t
    what atomic slot migration needs, a rule Valkey 8 would refuse: the running 8.1 servers are not asked to load it,
    each reads it when restarted). Then, on the upgraded hosts, slots move back and forth with atomic slot migration
    (redis_cluster_reshard method=atomic) over TLS as the admin, the sources logging in to the targets as the
-   replication user, under the ledger.
+   replication user, under the ledger. Last, what else Valkey 9 gives that the role turns on: each instance announces
+   its zone (availability-zone), and a master stopped by systemd hands its slots to its replica on the way out
+   (shutdown-on-sigterm failover), well within the node timeout a failure would take, losing no acknowledged write.
 
 The other refused switch, Redis 8.0 -> Valkey 8.1 (Redis 7.4 and later write RDB format 12, which Valkey 8.1 refuses),
 is shown on the scale scenario's cluster, which runs Debian 13's Redis 8.0.2 (molecule/scale/tests/test_scale.py). An
@@ -520,3 +522,71 @@ def test_atomic_migration_on_the_upgraded_hosts_over_tls_loses_nothing(atomic_mo
     assert 'cluster|syncslots' in atomic_moves.replication_rules, atomic_moves.replication_rules
     assert atomic_moves.acknowledged >= 200 and atomic_moves.lost == {}, (atomic_moves.acknowledged, list(atomic_moves.lost.items())[:5])
     assert atomic_moves.report['problems'] == [], atomic_moves.report['problems']
+
+
+NODE_TIMEOUT = 5.0  # the redis_server role's default cluster-node-timeout, in seconds
+
+
+@dataclass
+class HandoverRecord:
+    """A master's unit stopped with systemctl on Valkey 9, under the ledger: how fast its replica took over."""
+    settings: Dict[str, Dict[str, str]]
+    zones: Dict[str, str]
+    master: str
+    replica: str
+    took_over: float
+    acknowledged: int
+    lost: Dict[str, Any]
+    back_as: str
+    report: Dict[str, Any]
+
+
+@pytest.fixture(scope='module')
+def handover(cluster, atomic_moves) -> HandoverRecord:
+    settle(cluster)
+    settings = {}
+    for host, port in cluster.nodes():
+        client = cluster.client(host, port)
+        settings[node_key(host, port)] = {name: client.config_get(name)[name] for name in ('availability-zone', 'shutdown-on-sigterm')}
+    zones = {node_key(host, port): str(cluster.host_vars(host).get('redis_zone', '')) for host, port in cluster.nodes()}
+    topology = cluster.topology()
+    master = cluster.masters()[0]
+    replica = next(address for address, node in topology.items() if node['master_id'] == topology[master]['id'])
+    host, port = cluster.host_of(master), int(master.rsplit(':', 1)[1])
+    ledger = paced_ledger(cluster, writes_per_second=WRITES_PER_SECOND, max_seconds=300, max_writes=10 ** 6, prefix='load-handover',
+                          counters=64)
+    ledger.start()
+    try:
+        ledger.wait_for_writes(100, timeout=30)
+        stopped = time.monotonic()
+        docker('exec', host, 'systemctl', 'stop', f'redis@{port}')
+        # systemctl returns once the server exited: its shutdown waited for the replica and handed the slots over.
+        cluster.wait_for(lambda: cluster.client_at(replica).execute_command('ROLE')[0] == 'master', 60, interval=0.05,
+                         what=f'{replica} to take over from the stopped {master}')
+        took_over = time.monotonic() - stopped
+        docker('exec', host, 'systemctl', 'start', f'redis@{port}')
+        cluster.wait_for(lambda: cluster.client_at(master).execute_command('ROLE')[0] in ('slave', 'replica'), 60,
+                         what=f'{master} back as a replica')
+        count = len(ledger.acknowledged)
+        ledger.wait_for_writes(count + 100, timeout=30)
+    finally:
+        ledger.stop()
+    settle(cluster)
+    back_as = cluster.client_at(master).execute_command('ROLE')[0]
+    record = HandoverRecord(settings, zones, master, replica, took_over, len(ledger.acknowledged), ledger.lost(), back_as, cluster.info())
+    print(f'\n[shutdown handover on Valkey 9.1] {master} stopped; {replica} master after {took_over:.2f} s (node timeout '
+          f'{NODE_TIMEOUT:.0f} s); {record.acknowledged} writes acknowledged, {len(record.lost)} lost; settings {settings}')
+    return record
+
+
+def test_each_instance_announces_its_zone_and_hands_over_on_shutdown(handover):
+    for node, values in handover.settings.items():
+        assert values == {'availability-zone': handover.zones[node], 'shutdown-on-sigterm': 'failover'}, (node, values)
+
+
+def test_a_master_stopped_by_systemd_hands_its_slots_to_its_replica_within_the_node_timeout(handover):
+    # Without the handover the replica waits for the master to be flagged failed: more than the node timeout.
+    assert handover.took_over < NODE_TIMEOUT, f'{handover.replica} took over after {handover.took_over:.2f} s'
+    assert handover.acknowledged >= 200 and handover.lost == {}, (handover.acknowledged, list(handover.lost.items())[:5])
+    assert handover.back_as in ('slave', 'replica')
+    assert handover.report['problems'] == [], handover.report['problems']
