@@ -15,6 +15,7 @@ import hashlib
 import re
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import parse_version
 from ansible_collections.hashslot.redis.plugins.module_utils.server_config import running_version
 
 # What the collection's own users may do. The admin runs the modules (CLUSTER, MIGRATE, CONFIG, ACL, ...).
@@ -41,8 +42,7 @@ def replication_rules(flavor: str, version: str = '') -> List[str]:
     """The replication user's rules for a server: REPLICATION_RULES, plus ATOMIC_MIGRATION_RULES on Valkey 9.0 and
     later (`version` as the server prints it; an unknown version gets the rules every server accepts)."""
     rules = list(REPLICATION_RULES)
-    numbers = re.match(r'^\s*v?(\d+)\.(\d+)', str(version or ''))
-    if str(flavor).lower() == 'valkey' and numbers and (int(numbers.group(1)), int(numbers.group(2))) >= ATOMIC_MIGRATION_SINCE:
+    if str(flavor).lower() == 'valkey' and parse_version(str(version or ''))[:2] >= ATOMIC_MIGRATION_SINCE:
         rules += ATOMIC_MIGRATION_RULES
     return rules
 

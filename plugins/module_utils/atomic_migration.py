@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import ClusterError, NodeState, read_node
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeClient, NodeError
-from ansible_collections.hashslot.redis.plugins.module_utils.topology import slots_to_ranges
+from ansible_collections.hashslot.redis.plugins.module_utils.topology import parse_slot_ranges, ranges_to_slots, slots_to_ranges
 
 # The first release with CLUSTER MIGRATESLOTS.
 ATOMIC_SINCE = (9, 0, 0)
@@ -57,11 +57,7 @@ def ranges_text(slots: Iterable[int]) -> str:
 
 
 def parse_ranges_text(text: str) -> List[int]:
-    slots: List[int] = []
-    for item in text.split():
-        start, dummy, end = item.partition('-')
-        slots.extend(range(int(start), int(end or start) + 1))
-    return slots
+    return ranges_to_slots(parse_slot_ranges(text.split()))
 
 
 def _entry(reply: object) -> Dict[str, str]:
@@ -90,23 +86,36 @@ def in_flight(masters: Dict[str, NodeState]) -> List[Dict[str, str]]:
     return running
 
 
+class Progress:
+    """When each job (by name) last showed progress: a new state or a new last_update_time in GETSLOTMIGRATIONS."""
+
+    def __init__(self, stall_timeout: float):
+        self.stall_timeout = stall_timeout
+        self.marks: Dict[str, Tuple[Tuple[str, str], float]] = {}
+
+    def stalled(self, entry: Dict[str, str]) -> bool:
+        """Record the entry; whether it has shown no progress for stall_timeout seconds."""
+        now = time.monotonic()
+        mark = (entry.get('state', ''), entry.get('last_update_time', ''))
+        previous = self.marks.get(entry['name'])
+        if previous is None or previous[0] != mark:
+            self.marks[entry['name']] = (mark, now)
+            return False
+        return now - previous[1] > self.stall_timeout
+
+
 def wait_in_flight(masters: Dict[str, NodeState], stall_timeout: float) -> List[Dict[str, str]]:
     """Wait until no master runs an export job; return the jobs that were running. A job that shows no progress
     (state and last update unchanged) for stall_timeout seconds stops the wait, naming it."""
     seen: Dict[str, Dict[str, str]] = {}
-    progress: Dict[str, Tuple[Tuple[str, str], float]] = {}
+    progress = Progress(stall_timeout)
     while True:
         running = in_flight(masters)
         if not running:
             return list(seen.values())
-        now = time.monotonic()
         for job in running:
             seen[job['name']] = job
-            mark = (job.get('state', ''), job.get('last_update_time', ''))
-            previous = progress.get(job['name'])
-            if previous is None or previous[0] != mark:
-                progress[job['name']] = (mark, now)
-            elif now - previous[1] > stall_timeout:
+            if progress.stalled(job):
                 raise ClusterError(f'{job["node"]}: slot migration {job["name"]} (slots {job.get("slot_ranges")}) has been '
                                    f'{job.get("state")} for {stall_timeout:g}s without progress; cancel it with CLUSTER '
                                    'CANCELSLOTMIGRATIONS on that node, then run again')
@@ -140,6 +149,7 @@ class AtomicJob:
 class AtomicStats:
     moved_slots: int = 0
     moved_keys: int = 0
+    replaced_keys: int = 0  # the keys method's BUSYKEY replacements; atomic migration has none
     jobs: List[Dict] = field(default_factory=list)
 
 
@@ -173,12 +183,8 @@ def _start(client: NodeClient, jobs: Sequence[AtomicJob]) -> None:
 
 def _owned_by(state_client: NodeClient, node_id: str) -> List[int]:
     """The slots `node_id` owns in the view of the node behind state_client."""
-    view = read_node(state_client).view
-    node = view.nodes.get(node_id)
-    slots: List[int] = []
-    for start, end in (node.slots if node else []):
-        slots.extend(range(start, end + 1))
-    return slots
+    node = read_node(state_client).view.nodes.get(node_id)
+    return ranges_to_slots(node.slots) if node else []
 
 
 def run_jobs(clients: Dict[str, NodeClient], jobs: Sequence[AtomicJob], stall_timeout: float) -> AtomicStats:
@@ -189,7 +195,7 @@ def run_jobs(clients: Dict[str, NodeClient], jobs: Sequence[AtomicJob], stall_ti
         by_source.setdefault(job.source_id, []).append(job)
     for source_id, group in by_source.items():
         _start(clients[source_id], group)
-    progress: Dict[str, Tuple[Tuple[str, str], float]] = {}
+    progress = Progress(stall_timeout)
     while True:
         running = [job for job in jobs if job.state not in TERMINAL]
         if not running:
@@ -206,11 +212,7 @@ def run_jobs(clients: Dict[str, NodeClient], jobs: Sequence[AtomicJob], stall_ti
                                        f'{job.target}) is no longer listed by CLUSTER GETSLOTMIGRATIONS; run again', changed=True)
                 job.state, job.message = entry.get('state', ''), entry.get('message', '')
                 now = time.monotonic()
-                mark = (job.state, entry.get('last_update_time', ''))
-                previous = progress.get(job.name)
-                if previous is None or previous[0] != mark:
-                    progress[job.name] = (mark, now)
-                elif now - previous[1] > stall_timeout and job.state not in TERMINAL:
+                if progress.stalled(entry) and job.state not in TERMINAL:
                     raise ClusterError(f'{client.address}: slot migration of {ranges_text(job.slots)} to {job.target} has been '
                                        f'{job.state} for {stall_timeout:g}s without progress; it is left running: run again to '
                                        'wait for it, or cancel it with CLUSTER CANCELSLOTMIGRATIONS on the source', changed=True)

@@ -9,7 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeClient, NodeError, NodePool, parse_info, parse_version
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import (
+    NodeClient, NodeError, NodePool, parse_info, parse_version, server_identity,
+)
 from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterNode, ClusterView, format_ranges
 
 POLL_INTERVAL = 0.01
@@ -78,8 +80,7 @@ def read_node(client: NodeClient, with_config: bool = False) -> NodeState:
         # CONFIG may be denied by an ACL; the defaults then apply.
         if isinstance(reply, list) and len(reply) >= 2:
             config[reply[0]] = reply[1]
-    server_name = 'valkey' if 'valkey_version' in server or server.get('server_name') == 'valkey' else 'redis'
-    version_text = server.get('valkey_version') or server.get('redis_version', '')
+    server_name, version_text = server_identity(server)
     return NodeState(
         address=client.address,
         client=client,

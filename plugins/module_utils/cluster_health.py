@@ -127,7 +127,7 @@ def holds_only_own_keys(state: NodeState) -> bool:
     for entry in done[1]:
         stats = entry[1]
         fields = stats if isinstance(stats, dict) else dict(zip(stats[0::2], stats[1::2]))
-        owned += int(fields.get('key-count', fields.get(b'key-count', 0)))
+        owned += int(fields.get('key-count', 0))
     return owned == int(done[0])
 
 

@@ -495,7 +495,7 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
         raise ClusterError(f'{exc}; the run stopped part-way: run it again to finish the open slots', changed=True) from exc
     result['moved_slots'] = sum(item.moved_slots for item in (stats, move_stats) if item)
     result['moved_keys'] = sum(item.moved_keys for item in (stats, move_stats) if item)
-    result['replaced_keys'] = sum(getattr(item, 'replaced_keys', 0) for item in (stats, move_stats) if item)
+    result['replaced_keys'] = sum(item.replaced_keys for item in (stats, move_stats) if item)
     if orphans:
         result.update(orphans_removed=removed, orphans_restored=restored)
     view = next(iter(final.values())).view

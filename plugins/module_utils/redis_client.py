@@ -187,6 +187,13 @@ def parse_version(text: str) -> Tuple[int, int, int]:
     return tuple(int(part or 0) for part in match.groups())  # type: ignore[return-value]
 
 
+def server_identity(server_info: Dict[str, str]) -> Tuple[str, str]:
+    """(valkey or redis, the version text) from INFO server: Valkey also reports redis_version (7.2.4, for
+    compatibility), so its own valkey_version comes first."""
+    name = 'valkey' if 'valkey_version' in server_info or server_info.get('server_name') == 'valkey' else 'redis'
+    return name, (server_info.get('valkey_version') or server_info.get('redis_version', '')).strip()
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode('utf-8', 'replace')

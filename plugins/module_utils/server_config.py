@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import parse_info, parse_version, server_identity
+
 # Settings whose value is a secret: rendered in the file, never shown in results or diffs.
 SECRET_SETTINGS = frozenset(('requirepass', 'masterauth', 'tls-key-file-pass', 'tls-client-key-file-pass'))
 
@@ -144,8 +146,7 @@ def read_settings(client: Any, names: List[str]) -> Dict[str, Optional[str]]:
 
 def running_version(client: Any) -> str:
     """The version a running server reports (valkey_version on Valkey, else redis_version)."""
-    info = dict(line.split(':', 1) for line in str(client.call('INFO', 'server')).splitlines() if ':' in line)
-    return (info.get('valkey_version') or info.get('redis_version', '')).strip()
+    return server_identity(parse_info(client.call('INFO', 'server')))[1]
 
 
 def version_settings(flavor: str, version: str, zone: str = '') -> Dict[str, Any]:
@@ -154,10 +155,9 @@ def version_settings(flavor: str, version: str, zone: str = '') -> Dict[str, Any
     over the cluster bus); on Valkey 9.0 and later `shutdown-on-sigterm failover` (a primary stopped by systemd hands its
     slots to a caught-up replica before it exits, instead of the cluster waiting a node timeout). Empty for another
     flavor or an unknown version."""
-    numbers = re.match(r'^\s*v?(\d+)\.(\d+)', str(version or ''))
-    if str(flavor).lower() != 'valkey' or not numbers:
+    major_minor = parse_version(str(version or ''))[:2]
+    if str(flavor).lower() != 'valkey' or major_minor == (0, 0):
         return {}
-    major_minor = (int(numbers.group(1)), int(numbers.group(2)))
     settings: Dict[str, Any] = {}
     if major_minor >= (8, 1) and zone:
         settings['availability-zone'] = str(zone)

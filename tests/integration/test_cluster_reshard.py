@@ -590,8 +590,8 @@ def slow_jobs_setup(cluster, servers, microseconds: int):
 def test_atomic_jobs_of_a_killed_run_are_waited_for_then_the_rest_is_moved(build, cluster, servers):
     """A run killed while its atomic migration jobs are in flight leaves them running on the servers; the next run finds
     them (GETSLOTMIGRATIONS), waits for them, plans from what they left, and converges; no acknowledged write lost."""
-    # About 10 s per job of some 6,700 keys: longer than the next run takes to start on a busy machine.
-    new_master, everyone, sources, ledger = slow_jobs_setup(cluster, servers, 1500)
+    # About 20 s per job of some 6,700 keys: several times what the next run takes to start on a busy machine.
+    new_master, everyone, sources, ledger = slow_jobs_setup(cluster, servers, 3000)
     try:
         process = start_tasks([{'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node}}], servers.root)
         running = wait_for(lambda: process.poll() is None and export_jobs(sources), 60, 'the jobs to start')

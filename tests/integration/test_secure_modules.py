@@ -58,6 +58,20 @@ class SecuredNodes:
     def zones(self) -> Dict[str, str]:
         return {node.address: ZONES[index % len(ZONES)] for index, node in enumerate(self.nodes)}
 
+    def new_node(self, factory) -> RedisServer:
+        """One more empty node secured like these (TLS only, the same ACL file, the replication user), the test's
+        clients logging in as the admin."""
+        acl = os.path.join(factory.root, 'users.acl')
+        node = factory.start(1, tls=self.pki.as_server_tls(), aclfile=acl, masteruser=REPLICATION[0])[0]
+        node.auth = ADMIN
+        raw_command(node, 'CONFIG', 'SET', 'masterauth', REPLICATION[1])
+        return node
+
+    def app_ledger(self) -> AckLedger:
+        """The application user writing through a TLS cluster client (unique keys and 64 counters), started."""
+        login = dict(username=APP[0], ssl=True, ssl_ca_certs=self.pki.ca, ssl_certfile=self.pki.cert, ssl_keyfile=self.pki.key)
+        return AckLedger([node.address for node in self.nodes], password=APP[1], counters=64, client_options=login).start()
+
     def login(self, user=ADMIN, **overrides: Any) -> Dict[str, Any]:
         """The modules' connection options: TLS with the client certificate, as `user`; overrides drop (None) or replace."""
         options = dict(login_user=user[0], login_password=user[1], tls=True, ca_certs=self.pki.ca,
@@ -312,13 +326,8 @@ def test_atomic_migration_over_tls_as_the_replication_user_loses_nothing(build, 
     replication user (the rules the role grants on Valkey 9) and replays the slots' keys and the application's writes
     as that user. A new master is rebalanced onto and drained again while the application user writes through a TLS
     cluster client; the replication user still cannot read keys or change the configuration."""
-    acl = os.path.join(module_servers.root, 'users.acl')
-    new = module_servers.start(1, tls=secured.pki.as_server_tls(), aclfile=acl, masteruser=REPLICATION[0])[0]
-    new.auth = ADMIN
-    raw_command(new, 'CONFIG', 'SET', 'masterauth', REPLICATION[1])
-    app_login = dict(username=APP[0], ssl=True, ssl_ca_certs=secured.pki.ca, ssl_certfile=secured.pki.cert,
-                     ssl_keyfile=secured.pki.key)
-    ledger = AckLedger([node.address for node in secured.nodes], password=APP[1], counters=64, client_options=app_login).start()
+    new = secured.new_node(module_servers)
+    ledger = secured.app_ledger()
     login = secured.login()
     seed = secured.nodes[0].node
     tasks = [
@@ -358,10 +367,7 @@ def test_reshard_drain_and_failover_over_tls_under_load_leak_no_secret(build, mo
     while the application user writes through a TLS cluster client (unique keys and 64 counters) and MONITOR on every
     node, each node's SLOWLOG (every command logged) and every command line on this machine are searched for the
     passwords. Last in the file: it changes the cluster the tests above read."""
-    acl = os.path.join(module_servers.root, 'users.acl')
-    new = module_servers.start(1, tls=secured.pki.as_server_tls(), aclfile=acl, masteruser=REPLICATION[0])[0]
-    new.auth = ADMIN
-    raw_command(new, 'CONFIG', 'SET', 'masterauth', REPLICATION[1])
+    new = secured.new_node(module_servers)
     everyone = secured.nodes + [new]
     for node in everyone:
         raw_command(node, 'CONFIG', 'SET', 'slowlog-log-slower-than', '0')
@@ -369,10 +375,8 @@ def test_reshard_drain_and_failover_over_tls_under_load_leak_no_secret(build, mo
         raw_command(node, 'SLOWLOG', 'RESET')
     replica = next(node for node in formed.run.result(0)['cluster'] if node['role'] == 'replica')
     replica_node = {'host': '127.0.0.1', 'port': int(replica['address'].rsplit(':', 1)[1])}
-    app_login = dict(username=APP[0], ssl=True, ssl_ca_certs=secured.pki.ca, ssl_certfile=secured.pki.cert,
-                     ssl_keyfile=secured.pki.key)
     monitors = [Monitor(node).start() for node in everyone]
-    ledger = AckLedger([node.address for node in secured.nodes], password=APP[1], counters=64, client_options=app_login).start()
+    ledger = secured.app_ledger()
     login = secured.login()
     seed = secured.nodes[0].node
     tasks = [
