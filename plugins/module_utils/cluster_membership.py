@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
     ClusterError, NodeState, discover, layout_of_view, read_node, wait_for_agreement, wait_until,
@@ -49,6 +49,26 @@ def choose_master(view: ClusterView, node_host: str, node_zone: Optional[str], z
         return (len(replicas), failure_domain(master, zones) == own_domain,
                 sum(1 for replica in replicas if failure_domain(replica, zones) == own_domain), master.address)
     return min(masters, key=preference)
+
+
+def meet_members(seed: NodeState, joining: Sequence[NodeState], members: Sequence[NodeState], timeout: float,
+                 seed_ip: Optional[str] = None) -> None:
+    """Each joining node meets the seed (gossip introduces the rest), then wait until every node knows every other."""
+    seed_node = seed.myself
+    bus = [seed_node.cport] if seed_node.cport and seed_node.cport != seed_node.port + 10000 else []
+    for state in joining:
+        state.client.call('CLUSTER', 'MEET', seed_ip or seed_node.host, seed_node.port, *bus)
+    everyone = [state.client for state in members] + [state.client for state in joining]
+    ids = {state.node_id for state in members} | {state.node_id for state in joining}
+
+    def all_know_each_other() -> Optional[str]:
+        for client in everyone:
+            known = {other.id for other in read_node(client).view.members()}
+            if not ids <= known:
+                return f'{client.address} knows {len(known & ids)} of {len(ids)} nodes'
+        return None
+    what = f'every node to know {joining[0].address}' if len(joining) == 1 else f'{len(joining)} new nodes to meet every member'
+    wait_until(all_know_each_other, timeout, what)
 
 
 def _find_member(view: ClusterView, host: str, port: int) -> Optional[ClusterNode]:
@@ -120,20 +140,7 @@ def ensure_present(pool: NodePool, cluster: Dict, node: Dict, role: str, master:
 
     try:
         if actions[0]['action'] == 'meet':
-            seed_node = seed.myself
-            seed_ip = seed_node.host or resolve_ip(cluster['host'])
-            bus = [seed_node.cport] if seed_node.cport and seed_node.cport != seed_node.port + 10000 else []
-            target.client.call('CLUSTER', 'MEET', seed_ip, seed_node.port, *bus)
-            everyone = [state.client for state in members] + [target.client]
-            ids = {state.node_id for state in members} | {target.node_id}
-
-            def all_know_each_other() -> Optional[str]:
-                for client in everyone:
-                    known = {other.id for other in read_node(client).view.members()}
-                    if not ids <= known:
-                        return f'{client.address} knows {len(known & ids)} of {len(ids)} nodes'
-                return None
-            wait_until(all_know_each_other, wait_timeout, f'every node to know {target.address}')
+            meet_members(seed, [target], members, wait_timeout, seed_ip=seed.myself.host or resolve_ip(cluster['host']))
         if replicate:
             target.client.call('CLUSTER', 'REPLICATE', replicate['master_id'])
 

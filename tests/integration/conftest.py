@@ -116,6 +116,19 @@ def servers(build):
     factory.close()
 
 
+@pytest.fixture
+def first_build_servers():
+    """Servers of the matrix's first build, for a test of behaviour no server build changes (the planning of
+    redis_cluster) that is long: without a `build` parameter it runs in the machine share of make test's pytest lane,
+    beside the modules' matrix in the other, which is the longer of the two."""
+    try:
+        factory = ServerFactory(ensure_build(wanted_build_names()[0]), PORTS)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield factory
+    factory.close()
+
+
 @pytest.fixture(scope='module')
 def module_servers(build):
     """Servers shared by a test file's tests on one build (an expensive setup, such as a secured cluster)."""
