@@ -39,8 +39,7 @@ def within_threshold(current: Dict[str, int], wanted: Dict[str, int], threshold:
     """True when no master is off its wanted slot count by more than `threshold` percent of it.
 
     An empty master that should own slots is always outside the threshold (redis-cli agrees).
-    A master missing from `wanted` should own nothing, as plan_moves reads it. One slot off is never outside: which
-    master takes the odd slot of an uneven split is a tie (create's split and target_counts break it differently).
+    A master missing from `wanted` should own nothing, as plan_moves reads it.
     """
     for node in set(wanted) | set(current):
         want = wanted.get(node, 0)
@@ -51,7 +50,7 @@ def within_threshold(current: Dict[str, int], wanted: Dict[str, int], threshold:
             continue
         if have == 0:
             return False
-        if abs(have - want) > 1 and abs(have - want) * 100.0 / want > threshold:
+        if abs(have - want) * 100.0 / want > threshold:
             return False
     return True
 

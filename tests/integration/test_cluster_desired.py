@@ -51,7 +51,7 @@ def planned_layout(nodes: List[RedisServer], text: str) -> Tuple:
 
 
 def converge(nodes: List[RedisServer], check: bool = False, **params):
-    return run_module('redis_cluster', check=check, diff=True, nodes=describe(nodes), threshold=0, wait_timeout=60, **params)
+    return run_module('redis_cluster', check=check, diff=True, nodes=describe(nodes), wait_timeout=60, **params)
 
 
 def meet(joining: List[RedisServer], seed: RedisServer, everyone: List[RedisServer]) -> None:
