@@ -167,7 +167,7 @@ def assign_replicas(masters: Sequence[str], free: Sequence[str], fixed: Dict[str
 
 
 def plan_target(wanted: Sequence[WantedNode], replicas: int, members: Dict[str, Member], leaving: Iterable[str] = (),
-                join_role: str = 'auto') -> Target:
+                join_role: str = 'auto', allow_bare_masters: bool = False) -> Target:
     """The masters, each replica's master and the steps that lead there, for the description `wanted` of a formed
     cluster whose nodes are `members` (address -> Member); the `leaving` members drain their slots and go."""
     leaving_set = set(leaving)
@@ -216,8 +216,9 @@ def plan_target(wanted: Sequence[WantedNode], replicas: int, members: Dict[str, 
         had = sum(1 for member in members.values() if member.master == master)
         if replicas and count == 0:
             if had:
-                problems.append(f'{master}: would be left without a replica (its replicas leave and no node is left to take their place); '
-                                'keep one of them, add a node, or ask for fewer replicas')
+                (warnings if allow_bare_masters else problems).append(
+                    f'{master}: would be left without a replica (its replicas leave and no node is left to take their place); '
+                    'keep one of them, add a node, or allow it (allow_master_without_replica)')
             else:
                 warnings.append(f'{master}: has no replica and the description has no node left to give it one')
         elif count < replicas:
@@ -372,7 +373,7 @@ def _replicate(pool: NodePool, pairs: Sequence[Tuple[str, str]], seed: NodeState
 
 def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: MigrationSettings, remove: Sequence[str] = (),
              prune: bool = False, join_role: str = 'auto', rebalance: bool = True, threshold: float = 2.0, method: str = 'auto',
-             wait_timeout: float = 120.0, check_mode: bool = False) -> Dict:
+             wait_timeout: float = 120.0, check_mode: bool = False, allow_master_without_replica: bool = False) -> Dict:
     """Make the cluster match the description; the result says what was (or, in check mode, would be) done."""
     started = time.monotonic()
     if replicas < 0:
@@ -421,7 +422,7 @@ def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: Mig
     leaving = [address for address in removed if address in members]
     if prune:
         leaving += [address for address in members if address not in wanted_addresses and address not in leaving]
-    target = plan_target(wanted, replicas, members, leaving, join_role)
+    target = plan_target(wanted, replicas, members, leaving, join_role, allow_master_without_replica)
     warnings += target.warnings
     if target.problems:
         raise ClusterError('; '.join(target.problems) + '; no node was changed')
@@ -442,10 +443,11 @@ def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: Mig
         steps.append(dict(step='rebalance' if rebalance else 'drain', moves=[dict(source=move['source'], target=move['target'],
                                                                               slot_count=move['slot_count']) for move in moves]))
     steps += [dict(step='replicate', node=replica, master=master) for replica, master in target.rehome]
-    steps += [dict(step='forget', node=address, reason='removed') for address in target.leaving]
+    steps += [dict(step='forget', node=address, reason='removed', role='replica' if members[address].master else 'master')
+              for address in target.leaving]
     after_slots = _slots_after(target, members, moves)
     before = render_layout(layout_of_view(seed.view, zones))
-    result: Dict = dict(changed=bool(steps), steps=steps, masters=target.masters, warnings=warnings, method=method,
+    result: Dict = dict(changed=bool(steps), steps=steps, masters=target.masters, warnings=warnings, method=method, unreachable=sorted(unreachable),
                         diff=dict(before=before, after=render_layout(layout_entries(target, after_slots))))
     if check_mode:
         result['duration'] = round(time.monotonic() - started, 3)
@@ -513,11 +515,11 @@ def _create(pool: NodePool, wanted: Sequence[WantedNode], replicas: int, states:
         validate_specs(specs, replicas)
         layout = plan_layout(specs, replicas)
         steps = [dict(step='create', nodes=len(specs), masters=len(layout.masters))]
-        return dict(changed=True, steps=steps, masters=layout.masters, warnings=warnings + list(layout.warnings),
+        return dict(changed=True, steps=steps, masters=layout.masters, warnings=warnings + list(layout.warnings), unreachable=sorted(unreachable),
                     diff=dict(before='', after=''), duration=round(time.monotonic() - started, 3))
     created = create_cluster(pool, specs, replicas, wait_timeout, check_mode)
     steps = [dict(step='create', nodes=len(specs), actions=created['actions'])] if created['actions'] else []
-    result = dict(changed=created['changed'], steps=steps, warnings=warnings + created.pop('warnings', []), diff=created['diff'],
+    result = dict(changed=created['changed'], steps=steps, warnings=warnings + created.pop('warnings', []), diff=created['diff'], unreachable=[],
                   cluster=created.get('cluster', []), duration=round(time.monotonic() - started, 3))
     result['masters'] = [entry['address'] for entry in result['cluster'] if entry.get('role') == 'master']
     return result

@@ -79,6 +79,12 @@ options:
     description: Also take out every member that is not in O(nodes), as O(remove) does.
     type: bool
     default: false
+  allow_master_without_replica:
+    description:
+      - By default a description that would take the last replica of a master away (its replicas leave and no node
+        can take their place) is refused. True lets it go on with a warning.
+    type: bool
+    default: false
   rebalance:
     description:
       - Keep every master within O(threshold) percent of its share of the slots (by weight), moving slots and their
@@ -206,6 +212,7 @@ def main():
         join_role=dict(type='str', default='auto', choices=['auto', 'replica']),
         remove=dict(type='list', elements='str', default=[]),
         prune=dict(type='bool', default=False),
+        allow_master_without_replica=dict(type='bool', default=False),
         rebalance=dict(type='bool', default=True),
         threshold=dict(type='float', default=2),
         method=dict(type='str', default='auto', choices=['auto', 'atomic', 'keys']),
@@ -221,7 +228,7 @@ def main():
     run_cluster_module(module, lambda pool: converge(
         pool, params['nodes'], params['replicas'], settings, remove=params['remove'], prune=params['prune'], join_role=params['join_role'],
         rebalance=params['rebalance'], threshold=params['threshold'], method=params['method'], wait_timeout=params['wait_timeout'],
-        check_mode=module.check_mode))
+        check_mode=module.check_mode, allow_master_without_replica=params['allow_master_without_replica']))
 
 
 if __name__ == '__main__':
