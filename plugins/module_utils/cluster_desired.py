@@ -447,7 +447,7 @@ def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: Mig
               for address in target.leaving]
     after_slots = _slots_after(target, members, moves)
     before = render_layout(layout_of_view(seed.view, zones))
-    result: Dict = dict(changed=bool(steps), steps=steps, masters=target.masters, warnings=warnings, method=method, unreachable=sorted(unreachable),
+    result: Dict = dict(changed=bool(steps), steps=steps, masters=target.masters, warnings=warnings, method=method, not_serving=sorted(unreachable),
                         diff=dict(before=before, after=render_layout(layout_entries(target, after_slots))))
     if check_mode:
         result['duration'] = round(time.monotonic() - started, 3)
@@ -515,11 +515,11 @@ def _create(pool: NodePool, wanted: Sequence[WantedNode], replicas: int, states:
         validate_specs(specs, replicas)
         layout = plan_layout(specs, replicas)
         steps = [dict(step='create', nodes=len(specs), masters=len(layout.masters))]
-        return dict(changed=True, steps=steps, masters=layout.masters, warnings=warnings + list(layout.warnings), unreachable=sorted(unreachable),
+        return dict(changed=True, steps=steps, masters=layout.masters, warnings=warnings + list(layout.warnings), not_serving=sorted(unreachable),
                     diff=dict(before='', after=''), duration=round(time.monotonic() - started, 3))
     created = create_cluster(pool, specs, replicas, wait_timeout, check_mode)
     steps = [dict(step='create', nodes=len(specs), actions=created['actions'])] if created['actions'] else []
-    result = dict(changed=created['changed'], steps=steps, warnings=warnings + created.pop('warnings', []), diff=created['diff'], unreachable=[],
+    result = dict(changed=created['changed'], steps=steps, warnings=warnings + created.pop('warnings', []), diff=created['diff'], not_serving=[],
                   cluster=created.get('cluster', []), duration=round(time.monotonic() - started, 3))
     result['masters'] = [entry['address'] for entry in result['cluster'] if entry.get('role') == 'master']
     return result

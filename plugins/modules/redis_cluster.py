@@ -173,6 +173,13 @@ steps:
   elements: dict
   sample: [{step: join, node: "10.0.1.12:6379", role: master}, {step: replicate, node: "10.0.2.12:6379", master: "10.0.1.12:6379"},
            {step: rebalance, moves: [{source: "10.0.1.10:6379", target: "10.0.1.12:6379", slot_count: 1366}]}]
+not_serving:
+  description:
+    - Nodes of the description that did not answer (check mode only; a real run fails on them). The plan takes them for
+      new, empty nodes, as they are before a first run starts them.
+  returned: always
+  type: list
+  elements: str
 masters:
   description: The masters of the planned layout.
   returned: always

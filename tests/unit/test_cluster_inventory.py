@@ -52,7 +52,7 @@ def test_plan_text_names_every_step():
         {'step': 'join', 'node': '10.0.0.7:6379', 'role': 'master'},
         {'step': 'replicate', 'node': '10.0.0.8:6379', 'master': '10.0.0.7:6379'},
         {'step': 'rebalance', 'moves': [{'source': '10.0.0.1:6379', 'target': '10.0.0.7:6379', 'slot_count': 1366}]},
-        {'step': 'forget', 'node': '10.0.0.5:6379', 'reason': 'removed', 'role': 'replica'}], 'unreachable': ['10.0.0.8:6379']}
+        {'step': 'forget', 'node': '10.0.0.5:6379', 'reason': 'removed', 'role': 'replica'}], 'not_serving': ['10.0.0.8:6379']}
     assert redis_cluster_plan_text(result) == [
         'join 10.0.0.7:6379 as a master', 'make 10.0.0.8:6379 a replica of 10.0.0.7:6379',
         'move the 1366 slots of 10.0.0.1:6379 to 10.0.0.7:6379', 'remove replica 10.0.0.5:6379 (removed)',
