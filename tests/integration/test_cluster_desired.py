@@ -184,3 +184,20 @@ def _first_slot(node: RedisServer) -> int:
         if 'myself' in line:
             return int(next(item for item in line.split()[8:] if not item.startswith('[')).partition('-')[0])
     raise AssertionError(f'{node.address} owns no slot')
+
+
+@pytest.mark.atomic_migration
+def test_scale_out_on_valkey9_moves_the_slots_atomically(build, servers):
+    """On Valkey 9 the new master's share moves by atomic slot migration, under the ledger, to the planned layout."""
+    nodes = servers.start(8)
+    formed = converge(nodes[:6])
+    assert not formed.get('failed'), formed
+    plan = converge(nodes, check=True)
+    ledger = AckLedger([node.address for node in nodes[:6]], counters=16).start()
+    ledger.wait_for_writes(200)
+    result = converge(nodes)
+    ledger.stop()
+    assert not result.get('failed'), result
+    assert result['method'] == 'atomic' and result['moved_slots'] == 4096, result
+    assert ledger.lost() == {}
+    assert layout(nodes)[:2] == planned_layout(nodes, plan['diff']['after'])
