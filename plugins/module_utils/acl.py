@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from dataclasses import replace
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import parse_version
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import LoginRefused, NodeError, parse_version
 from ansible_collections.hashslot.redis.plugins.module_utils.server_config import running_version
 
 # What the collection's own users may do. The admin runs the modules (CLUSTER, MIGRATE, CONFIG, ACL, ...).
@@ -45,6 +46,28 @@ def replication_rules(flavor: str, version: str = '') -> List[str]:
     if str(flavor).lower() == 'valkey' and parse_version(str(version or ''))[:2] >= ATOMIC_MIGRATION_SINCE:
         rules += ATOMIC_MIGRATION_RULES
     return rules
+
+
+def admin_login(connect: Callable[[Any], Any], options: Any, previous_password: Optional[str] = None) -> Tuple[Any, str]:
+    """A client logged in as `options.login_user`, and the password that did it: `current` (options.login_password) or
+    `previous` - a rotation, where the server still knows the admin by `previous_password` until it loads the new file.
+
+    `connect(options)` returns a connected client or raises LoginRefused. Refused with both (or with the only one), the
+    error says what to set, rather than the caller matching the text of a refusal.
+    """
+    try:
+        return connect(options), 'current'
+    except LoginRefused as exc:
+        refused = exc
+    if previous_password:
+        try:
+            return connect(replace(options, login_password=previous_password)), 'previous'
+        except LoginRefused:
+            pass
+    tried = 'login_password and previous_login_password' if previous_password else 'login_password'
+    raise NodeError(refused.address, f'refused the admin user {options.login_user} with {tried}, so its ACL users were not loaded; '
+                    'when rotating the admin password, set previous_login_password (the redis_server role: '
+                    'redis_server_admin_previous_password) to the one the server still has')
 
 
 class AclError(ValueError):

@@ -98,6 +98,14 @@ class NodeError(Exception):
         self.timed_out = timed_out
 
 
+class LoginRefused(NodeError):
+    """The node refused login_user with login_password (WRONGPASS, NOAUTH): a caller that knows another password
+    (a rotation's previous one) may try it."""
+
+    def __init__(self, address: str, detail: str):
+        super().__init__(address, f'authentication failed ({detail}); check login_user and login_password')
+
+
 def _timed_out(exc: BaseException) -> bool:
     return isinstance(exc, RedisTimeoutError) or _caused_by(exc, socket.timeout)
 
@@ -251,7 +259,7 @@ class NodeClient:
                 self._connection.connect()
                 return
             except AuthenticationError as exc:
-                raise NodeError(self.address, f'authentication failed ({exc}); check login_user and login_password') from exc
+                raise LoginRefused(self.address, str(exc)) from exc
             except RedisError as exc:
                 if transient_state(exc) is None:
                     raise self._connect_error(exc) from exc
@@ -265,7 +273,7 @@ class NodeClient:
             return NodeError(self.address, self._connect_failure(exc))
         # redis-py before 5 passes a refused AUTH (WRONGPASS) on as a plain error reply.
         if str(exc).upper().startswith(('WRONGPASS', 'NOAUTH', 'INVALID PASSWORD', 'INVALID USERNAME')):
-            return NodeError(self.address, f'authentication failed ({exc}); check login_user and login_password')
+            return LoginRefused(self.address, str(exc))
         return NodeError(self.address, f'refused the connection: {exc}')
 
     def _connect_failure(self, exc: BaseException) -> str:

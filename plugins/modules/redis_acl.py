@@ -63,6 +63,14 @@ options:
         passes the installed one. Empty - no check.
     type: str
     version_added: 0.2.0
+  previous_login_password:
+    description:
+      - The password the server may still know O(login_user) by, tried when it refuses O(login_password) - a rotation
+        of the admin's own password, which the loaded file then changes. RV(logged_in_with) says which one it took.
+      - Refused with both (or with O(login_password) when this is not given), the module fails naming the node and
+        saying to set this option (the C(redis_server) role's C(redis_server_admin_previous_password)).
+    type: str
+    version_added: 0.2.0
   reload:
     description:
       - Run C(ACL LOAD) even when users, states and passwords match (the file changed, for example its rules).
@@ -92,6 +100,17 @@ EXAMPLES = r'''
     users:
       - {name: hashslot-admin, password: "{{ vault_redis_admin_password }}", rules: ["~*", "&*", "+@all"]}
       - {name: app, password: "{{ vault_app_password }}", rules: ["~app:*", "+@read", "+@write"]}
+
+- name: Rotate the admin's own password (the file already names the new one; the server still knows the old one)
+  hashslot.redis.redis_acl:
+    node: {host: 10.0.1.10, port: 6379}
+    login_user: hashslot-admin
+    login_password: "{{ vault_redis_admin_password }}"
+    previous_login_password: "{{ vault_redis_admin_previous_password }}"
+    acl_file: /etc/redis/redis-6379.acl
+    reload: true
+    users:
+      - {name: hashslot-admin, password: "{{ vault_redis_admin_password }}", rules: ["~*", "&*", "+@all"]}
 '''
 
 RETURN = r'''
@@ -101,6 +120,12 @@ differences:
   type: list
   elements: str
   sample: ["user app password"]
+logged_in_with:
+  description: Which password logged O(login_user) in, C(current) (O(login_password)) or C(previous) (O(previous_login_password)).
+  returned: success
+  type: str
+  sample: current
+  version_added: 0.2.0
 loaded:
   description: Whether ACL LOAD ran.
   returned: always
@@ -121,7 +146,7 @@ from dataclasses import replace
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.hashslot.redis.plugins.module_utils.acl import sync_acl
+from ansible_collections.hashslot.redis.plugins.module_utils.acl import admin_login, sync_acl
 from ansible_collections.hashslot.redis.plugins.module_utils.module_support import run_cluster_module
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import (
     NodeClient, common_argument_spec, node_argument_spec,
@@ -143,23 +168,35 @@ def main():
         acl_file=dict(type='path'),
         reload=dict(type='bool', default=False),
         server_version=dict(type='str'),
+        previous_login_password=dict(type='str', no_log=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
 
     def operation(pool):
         host, port = module.params['node']['host'], module.params['node']['port']
         users = [{key: value for key, value in user.items() if value is not None} for user in module.params['users']]
+        opened = []
+
+        def connect(options):
+            client = NodeClient(host, port, options)
+            opened.append(client)
+            client.connect()
+            return client
 
         def reconnect():
             # The login user's password after the load: the wanted one when it is among the users.
             options = pool.options
             wanted = next((user.get('password') for user in users if user['name'] == options.login_user), None)
-            client = NodeClient(host, port, replace(options, login_password=wanted) if wanted else options)
-            client.connect()
-            return client
+            return connect(replace(options, login_password=wanted) if wanted else options)
 
-        return sync_acl(pool.get(host, port), users, module.params['acl_file'], module.params['reload'], module.check_mode,
-                        reconnect, server_version=module.params['server_version'])
+        try:
+            client, logged_in_with = admin_login(connect, pool.options, module.params['previous_login_password'])
+            result = sync_acl(client, users, module.params['acl_file'], module.params['reload'], module.check_mode,
+                              reconnect, server_version=module.params['server_version'])
+        finally:
+            for client in opened:
+                client.close()
+        return dict(result, logged_in_with=logged_in_with)
 
     run_cluster_module(module, operation)
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from playbook import run_module
+from playbook import run_module, run_tasks
 
 from ansible_collections.hashslot.redis.plugins.module_utils.acl import (
     ADMIN_RULES, APPLICATION_RULES, acl_file_lines, replication_rules,
@@ -143,3 +143,34 @@ def test_redis_acl_loads_what_differs_and_then_nothing(secured, build):
     assert master.client(username='app', password='app-Pw-rotated').ping()
     current = run_module('redis_acl', **{**connection, 'users': wanted, 'reload': True, 'server_version': pending['running_version']})
     assert current['loaded'] is True and master.client(username='app', password='app-Pw-upgraded').ping(), current
+
+
+@pytest.mark.one_build
+def test_redis_acl_rotates_the_admins_own_password_with_the_previous_one(secured, build):
+    """The file names the admin's new password, the server still knows the old one: redis_acl logs in with
+    previous_login_password, loads the file and says so; the next run logs in with the new one and loads nothing.
+    Refused with every password it has, it fails naming the node and the option to set, and changes nothing."""
+    acl, master, dummy = secured
+    run_id = as_user(master, ADMIN).info('server')['run_id']
+    rotated = users(build, admin_password='admin-Pw-rotated')
+    write_acl(acl, rotated)
+    connection = {'node': master.node, 'login_user': ADMIN[0], 'login_password': 'admin-Pw-rotated', 'acl_file': acl, 'users': rotated}
+    run = run_tasks([{'hashslot.redis.redis_acl': connection},
+                     {'hashslot.redis.redis_acl': {**connection, 'previous_login_password': 'admin-Pw-wrong'}}])
+    for result in run.results:
+        assert result.get('failed') and result['changed'] is False, result
+        assert master.address in result['msg'] and 'previous_login_password' in result['msg'], result['msg']
+        assert 'redis_server_admin_previous_password' in result['msg'], result['msg']
+    assert 'with login_password and previous_login_password' in run.results[1]['msg'], run.results[1]['msg']
+    assert as_user(master, ADMIN).ping()
+    loaded = run_module('redis_acl', **{**connection, 'previous_login_password': ADMIN[1], 'reload': True})
+    assert loaded['loaded'] is True and loaded['logged_in_with'] == 'previous', loaded
+    assert master.client(username=ADMIN[0], password='admin-Pw-rotated').ping()
+    with pytest.raises(redis.AuthenticationError):
+        as_user(master, ADMIN).ping()
+    again = run_module('redis_acl', **{**connection, 'previous_login_password': ADMIN[1]})
+    assert again['changed'] is False and again['logged_in_with'] == 'current', again
+    assert master.client(username=ADMIN[0], password='admin-Pw-rotated').info('server')['run_id'] == run_id
+    for result in run.results + [loaded, again]:
+        assert 'admin-Pw-rotated' not in json.dumps(result) and ADMIN[1] not in json.dumps(result)
+    assert 'admin-Pw-rotated' not in run.output and 'admin-Pw-wrong' not in run.output

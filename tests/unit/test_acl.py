@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from ansible_collections.hashslot.redis.plugins.module_utils.acl import (
-    ADMIN_RULES, AclError, acl_file_lines, normalize_users,
+    ADMIN_RULES, AclError, acl_file_lines, admin_login, normalize_users,
 )
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import ConnectionOptions, LoginRefused, NodeError
 
 
 def sha(text: str) -> str:
@@ -71,3 +72,44 @@ def test_any_password_renders_as_its_hash_only(password):
 def test_normalized_users_keep_their_order():
     users = normalize_users([{'name': name, 'enabled': False} for name in ('c', 'a', 'b')])
     assert [user['name'] for user in users] == ['c', 'a', 'b']
+
+
+def refusing_all_but(accepted):
+    """A connect() that logs in only with the `accepted` password, recording every password tried."""
+    tried = []
+
+    def connect(options):
+        tried.append(options.login_password)
+        if options.login_password != accepted:
+            raise LoginRefused('10.0.0.5:6379', 'WRONGPASS invalid username-password pair')
+        return f'client of {options.login_password}'
+    return connect, tried
+
+
+@pytest.mark.parametrize('accepted, previous, expected, tried', [
+    ('new', 'old', ('client of new', 'current'), ['new']),
+    ('old', 'old', ('client of old', 'previous'), ['new', 'old']),
+    ('new', None, ('client of new', 'current'), ['new']),
+])
+def test_admin_login_tries_the_previous_password_only_when_the_current_one_is_refused(accepted, previous, expected, tried):
+    connect, attempts = refusing_all_but(accepted)
+    assert admin_login(connect, ConnectionOptions(login_user='hashslot-admin', login_password='new'), previous) == expected
+    assert attempts == tried
+
+
+@pytest.mark.parametrize('previous, tried', [(None, 'with login_password,'), ('older', 'with login_password and previous_login_password,')])
+def test_admin_login_refused_with_every_password_says_what_to_set(previous, tried):
+    connect, dummy = refusing_all_but('other')
+    with pytest.raises(NodeError) as raised:
+        admin_login(connect, ConnectionOptions(login_user='hashslot-admin', login_password='new'), previous)
+    message = str(raised.value)
+    assert message.startswith('10.0.0.5:6379: refused the admin user hashslot-admin ' + tried), message
+    assert 'set previous_login_password' in message and 'redis_server_admin_previous_password' in message
+    assert 'new' not in message and 'older' not in message
+
+
+def test_admin_login_passes_other_failures_on_without_trying_the_previous_password():
+    def unreachable(options):
+        raise NodeError('10.0.0.5:6379', 'unreachable: connection refused')
+    with pytest.raises(NodeError, match='unreachable'):
+        admin_login(unreachable, ConnectionOptions(login_user='hashslot-admin', login_password='new'), 'old')
