@@ -48,6 +48,19 @@ def replication_rules(flavor: str, version: str = '') -> List[str]:
     return rules
 
 
+def server_users(inventory_users: Iterable[Dict[str, Any]], admin: Dict[str, Any], replication: Dict[str, Any],
+                 exporter: Optional[Dict[str, Any]] = None, flavor: str = 'redis', version: str = '') -> List[Dict[str, Any]]:
+    """The users of the redis_server role's ACL file, in order: the admin (ADMIN_RULES), the replication user (its
+    rules for the server `flavor` and `version`), the exporter's user when it has a password (its own rules), then the
+    inventory's users, which get APPLICATION_RULES unless they give their own. `admin` and `replication` are
+    {name, password}; the dicts are copied, never changed."""
+    users = [dict(admin, rules=list(ADMIN_RULES)), dict(replication, rules=replication_rules(flavor, version))]
+    if exporter and exporter.get('password'):
+        users.append(dict(exporter))
+    users += [{'rules': list(APPLICATION_RULES), **user} for user in inventory_users]
+    return users
+
+
 def admin_login(connect: Callable[[Any], Any], options: Any, previous_password: Optional[str] = None) -> Tuple[Any, str]:
     """A client logged in as `options.login_user`, and the password that did it: `current` (options.login_password) or
     `previous` - a rotation, where the server still knows the admin by `previous_password` until it loads the new file.

@@ -113,3 +113,20 @@ def test_admin_login_passes_other_failures_on_without_trying_the_previous_passwo
         raise NodeError('10.0.0.5:6379', 'unreachable: connection refused')
     with pytest.raises(NodeError, match='unreachable'):
         admin_login(unreachable, ConnectionOptions(login_user='hashslot-admin', login_password='new'), 'old')
+
+
+def test_the_role_users_get_the_rules_the_collection_defines_and_inventory_rules_win():
+    from ansible_collections.hashslot.redis.plugins.filter.redis_text import redis_acl_users
+    from ansible_collections.hashslot.redis.plugins.module_utils.acl import APPLICATION_RULES
+    inventory = [{'name': 'app', 'password': 'a'}, {'name': 'reader', 'password': 'r', 'rules': ['~*', '+@read']}]
+    admin, replication = {'name': 'hashslot-admin', 'password': 'x'}, {'name': 'hashslot-replication', 'password': 'y'}
+    exporter = {'name': 'hashslot-exporter', 'password': 'e', 'rules': ['+ping']}
+    users = redis_acl_users(inventory, admin=admin, replication=replication, exporter=exporter, flavor='valkey', version='9.1.2')
+    assert [user['name'] for user in users] == ['hashslot-admin', 'hashslot-replication', 'hashslot-exporter', 'app', 'reader']
+    assert users[0]['rules'] == list(ADMIN_RULES) and '+cluster|syncslots' in users[1]['rules']
+    assert users[2]['rules'] == ['+ping'] and users[3]['rules'] == list(APPLICATION_RULES) and users[4]['rules'] == ['~*', '+@read']
+    assert 'rules' not in admin and 'rules' not in inventory[0]
+    without_exporter = redis_acl_users(inventory, admin, replication, dict(exporter, password=''), 'redis', '7.0.15')
+    assert [user['name'] for user in without_exporter] == ['hashslot-admin', 'hashslot-replication', 'app', 'reader']
+    assert without_exporter[1]['rules'] == ['+psync', '+replconf', '+ping']
+    assert acl_file_lines(users)[0].startswith('user default off')

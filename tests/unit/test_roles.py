@@ -57,12 +57,10 @@ def test_site_runs_from_a_checkout_and_as_a_collection_playbook():
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_the_server_role_grants_the_rules_the_acl_module_defines():
-    from ansible_collections.hashslot.redis.plugins.module_utils.acl import ADMIN_RULES, APPLICATION_RULES
+def test_the_server_role_takes_its_acl_users_and_their_rules_from_the_filter():
     role_vars = load('roles', 'redis_server', 'vars', 'main.yml')
-    assert role_vars['__redis_server_admin_rules'] == list(ADMIN_RULES)
-    assert 'hashslot.redis.redis_replication_rules(__redis_server_version)' in role_vars['__redis_server_replication_rules']
-    assert role_vars['__redis_server_application_rules'] == list(APPLICATION_RULES)
+    assert 'hashslot.redis.redis_acl_users(' in role_vars['__redis_server_acl_users']
+    assert not [name for name in role_vars if name.endswith('_rules')], 'rules come from plugins/module_utils/acl.py'
 
 
 def test_the_secure_defaults_are_on_and_only_the_local_demo_opts_out():
