@@ -1,0 +1,110 @@
+"""The filters that hold the roles' decisions and file formats (redis_tuning, redis_exporter, redis_install)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given, strategies as st
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.hashslot.redis.plugins.filter.redis_tuning import (
+    redis_sysctl_invalid, redis_sysctl_lines, redis_sysctl_state, redis_sysctl_wanted, redis_thp_exec_lines,
+    redis_thp_state, redis_tuning_notes,
+)
+
+THP = '/sys/kernel/mm/transparent_hugepage'
+
+
+def slurped(text):
+    return {'content': base64.b64encode(text.encode()).decode()}
+
+
+def test_sysctl_settings_that_are_no_sysctl_are_named():
+    settings = {'vm.swappiness': 1, 'net/ipv4/conf/eth0.100/rp_filter': '1', 'bad key': 1, 'vm.flag': True,
+                'vm.list': [1], 'vm.multi': '1\n2', 'vm.blank': '  ', 'vm.float': 0.5, 'vm.words': '4096 87380 6291456'}
+    assert redis_sysctl_invalid(settings) == ['bad key=1', 'vm.flag=True', 'vm.list=[1]', 'vm.multi=1\n2', 'vm.blank=  ']
+    with pytest.raises(AnsibleFilterError, match='dict of sysctl settings'):
+        redis_sysctl_invalid(['vm.swappiness'])
+
+
+def test_sysctl_wanted_gives_each_key_its_proc_file_and_its_words():
+    assert redis_sysctl_wanted({'vm.swappiness': 1, 'net/ipv4/conf/eth0.100/rp_filter': ' 1 ', 'net.ipv4.tcp_rmem': '4096\t87380  6291456'}) == [
+        {'key': 'vm.swappiness', 'path': '/proc/sys/vm/swappiness', 'wanted': '1'},
+        {'key': 'net/ipv4/conf/eth0.100/rp_filter', 'path': '/proc/sys/net/ipv4/conf/eth0.100/rp_filter', 'wanted': '1'},
+        {'key': 'net.ipv4.tcp_rmem', 'path': '/proc/sys/net/ipv4/tcp_rmem', 'wanted': '4096 87380 6291456'},
+    ]
+
+
+def test_sysctl_state_compares_the_kernel_words_and_keeps_what_can_be_done():
+    wanted = redis_sysctl_wanted({'vm.swappiness': 1, 'net.ipv4.tcp_rmem': '4096 87380 6291456', 'vm.gone': 1, 'vm.locked': 1})
+    probes = {'results': [
+        {'item': wanted[0], 'stat': {'exists': True, 'readable': True, 'writeable': True}},
+        {'item': wanted[1], 'stat': {'exists': True, 'readable': True, 'writeable': False}},
+        {'item': wanted[2], 'stat': {'exists': False}},
+        {'item': wanted[3], 'stat': {'exists': True, 'readable': False, 'writeable': False}},
+    ]}
+    reads = {'results': [slurped('60\n'), slurped('4096\t87380\t6291456\n'), {'skipped': True}, {'skipped': True}]}
+    rows = redis_sysctl_state(probes, reads)
+    assert [(row['key'], row['current'], row['differs'], row['exists'], row['readable'], row['writable']) for row in rows] == [
+        ('vm.swappiness', '60', True, True, True, True),
+        ('net.ipv4.tcp_rmem', '4096 87380 6291456', False, True, True, False),
+        ('vm.gone', None, True, False, False, False),
+        ('vm.locked', None, True, True, False, False),
+    ]
+    assert rows[0]['path'] == '/proc/sys/vm/swappiness' and rows[0]['wanted'] == '1'
+
+
+def test_thp_state_reads_the_bracketed_word_and_the_choices():
+    probes = {'results': [{'item': {'name': 'enabled', 'value': 'never'}, 'stat': {'exists': True, 'writeable': True}},
+                          {'item': {'name': 'defrag', 'value': 'madvise'}, 'stat': {'exists': False}},
+                          {'item': {'name': 'defrag', 'value': 'never'}, 'stat': {'exists': False}}]}
+    reads = {'results': [slurped('always [madvise] never\n'), {'skipped': True}, {'skipped': True}]}
+    rows = redis_thp_state(probes, reads, THP)
+    assert rows[0] == {'name': 'enabled', 'path': f'{THP}/enabled', 'wanted': 'never', 'current': 'madvise',
+                       'choices': ['always', 'madvise', 'never'], 'differs': True, 'exists': True, 'writable': True}
+    # A kernel without huge pages already gives `never`.
+    assert [(row['current'], row['choices'], row['differs']) for row in rows[1:]] == [(None, [], True), (None, [], False)]
+
+
+def test_tuning_notes_say_what_was_not_applied_and_why():
+    sysctl = [{'key': 'vm.swappiness', 'path': '/proc/sys/vm/swappiness', 'wanted': '1', 'current': '60', 'exists': True, 'readable': True},
+              {'key': 'vm.gone', 'path': '/proc/sys/vm/gone', 'wanted': '1', 'current': None, 'exists': False, 'readable': False},
+              {'key': 'vm.hidden', 'path': '/proc/sys/vm/hidden', 'wanted': '1', 'current': None, 'exists': True, 'readable': False}]
+    thp = [{'name': 'enabled', 'path': f'{THP}/enabled', 'wanted': 'never', 'current': 'madvise', 'exists': True},
+           {'name': 'defrag', 'path': f'{THP}/defrag', 'wanted': 'madvise', 'current': None, 'exists': False}]
+    notes = redis_tuning_notes(sysctl, thp, '/etc/sysctl.d/90-redis-tuning.conf', 'redis-tuning-thp.service',
+                               boot_settings=[{'name': 'enabled', 'value': 'never'}], service_manager='sysvinit')
+    assert notes == [
+        'sysctl vm.swappiness=1 not applied (the kernel has 60): /proc/sys/vm/swappiness is read-only; '
+        'it is persisted in /etc/sysctl.d/90-redis-tuning.conf for the next boot',
+        'sysctl vm.gone=1 not applied (the kernel has no value): this kernel has no /proc/sys/vm/gone; '
+        'it is persisted in /etc/sysctl.d/90-redis-tuning.conf for the next boot',
+        'sysctl vm.hidden=1 not applied (the kernel has no value): /proc/sys/vm/hidden cannot be read; '
+        'it is persisted in /etc/sysctl.d/90-redis-tuning.conf for the next boot',
+        f'transparent_hugepage/enabled=never not applied (the kernel has madvise): {THP}/enabled is read-only',
+        f'transparent_hugepage/defrag=madvise not applied (the kernel has no value): this kernel has no {THP}/defrag',
+        'no boot unit (redis-tuning-thp.service) for transparent huge pages: the service manager is sysvinit, not systemd; '
+        'they are set at runtime only and revert at reboot until this role runs again',
+    ]
+    assert redis_tuning_notes([], [], 'f', 'u', boot_settings=[{'name': 'enabled', 'value': 'never'}], service_manager='systemd') == []
+    assert redis_tuning_notes([], [], 'f', 'u', boot_settings=[], service_manager='sysvinit') == []
+
+
+@given(st.dictionaries(st.from_regex(r'[A-Za-z][A-Za-z0-9_.]{0,12}', fullmatch=True),
+                       st.one_of(st.integers(0, 10 ** 9), st.from_regex(r'[0-9]{1,5}( [0-9]{1,5}){0,2}', fullmatch=True))))
+def test_sysctl_file_lists_every_setting_once_sorted_by_key(settings):
+    text = redis_sysctl_lines(settings)
+    lines = text.splitlines()
+    assert len(lines) == len(settings) and (text.endswith('\n') or not settings)
+    assert [line.split(' = ')[0] for line in lines] == sorted(settings, key=str.lower)
+    for line in lines:
+        key, value = line.split(' = ')
+        assert value == ' '.join(str(settings[key]).split())
+
+
+def test_thp_boot_unit_runs_one_command_per_setting_in_order():
+    settings = [{'name': 'enabled', 'value': 'never'}, {'name': 'defrag', 'value': 'madvise'}]
+    assert redis_thp_exec_lines(settings, THP) == (f"ExecStart=/bin/sh -c 'echo never > {THP}/enabled'\n"
+                                                   f"ExecStart=/bin/sh -c 'echo madvise > {THP}/defrag'\n")
