@@ -5,10 +5,14 @@ from __future__ import annotations
 import base64
 
 import pytest
+import yaml
 from hypothesis import given, strategies as st
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.hashslot.redis.plugins.filter.redis_exporter import (
+    redis_env_lines, redis_exporter_services, redis_exporter_targets, redis_exporter_unread, redis_scrape_configs, redis_scrape_entries,
+)
 from ansible_collections.hashslot.redis.plugins.filter.redis_tuning import (
     redis_sysctl_invalid, redis_sysctl_lines, redis_sysctl_state, redis_sysctl_wanted, redis_thp_exec_lines,
     redis_thp_state, redis_tuning_notes,
@@ -108,3 +112,65 @@ def test_thp_boot_unit_runs_one_command_per_setting_in_order():
     settings = [{'name': 'enabled', 'value': 'never'}, {'name': 'defrag', 'value': 'madvise'}]
     assert redis_thp_exec_lines(settings, THP) == (f"ExecStart=/bin/sh -c 'echo never > {THP}/enabled'\n"
                                                    f"ExecStart=/bin/sh -c 'echo madvise > {THP}/defrag'\n")
+
+
+# ------------------------------------------------------------------------------------------------------ redis_exporter
+
+INSTANCES = [{'port': 7000}, {'port': '7001', 'announce_ip': '2001:db8::5', 'zone': 'z1'}, {'port': 7002, 'exporter_port': 9300}]
+
+
+def test_exporter_targets_in_multi_target_mode_share_the_host_port():
+    targets = redis_exporter_targets(INSTANCES, '10.0.0.1', tls=True, mode='multi_target', port='9121', zone='z0')
+    assert targets == [
+        {'instance_port': 7000, 'address': '10.0.0.1:7000', 'uri': 'rediss://10.0.0.1:7000', 'zone': 'z0', 'exporter_port': 9121},
+        {'instance_port': 7001, 'address': '[2001:db8::5]:7001', 'uri': 'rediss://[2001:db8::5]:7001', 'zone': 'z1', 'exporter_port': 9121},
+        {'instance_port': 7002, 'address': '10.0.0.1:7002', 'uri': 'rediss://10.0.0.1:7002', 'zone': 'z0', 'exporter_port': 9121},
+    ]
+    assert redis_exporter_services(targets, 'multi_target', '9121') == [
+        {'unit': 'redis-exporter.service', 'name': 'redis-exporter', 'addr': '', 'port': 9121}]
+
+
+def test_exporter_targets_per_instance_take_their_own_port_or_the_next_one():
+    targets = redis_exporter_targets(INSTANCES, 'cache-1', mode='per_instance', port=9121)
+    assert [(target['uri'], target['exporter_port'], target['zone']) for target in targets] == [
+        ('redis://cache-1:7000', 9121, ''), ('redis://[2001:db8::5]:7001', 9122, 'z1'), ('redis://cache-1:7002', 9300, '')]
+    assert redis_exporter_services(targets, 'per_instance', 9121)[1] == {
+        'unit': 'redis-exporter@7001.service', 'name': 'redis-exporter-7001', 'addr': 'redis://[2001:db8::5]:7001', 'port': 9122}
+    with pytest.raises(AnsibleFilterError, match='mode must be one of'):
+        redis_exporter_targets(INSTANCES, 'cache-1', mode='sidecar')
+
+
+def test_unread_instances_are_the_scrapes_without_redis_up_1():
+    scrapes = {'results': [{'item': {'uri': 'redis://a:1'}, 'content': '# HELP\nredis_up 1\n'},
+                           {'item': {'uri': 'redis://a:2'}, 'content': 'redis_up 0\n'},
+                           {'item': {'uri': 'redis://a:3'}, 'failed': True, 'msg': 'Connection refused'},
+                           {'item': {'uri': 'redis://a:4'}, 'skipped': True}]}
+    assert redis_exporter_unread(scrapes) == ['redis://a:2', 'redis://a:3']
+
+
+def test_env_lines_keep_the_order_and_empty_values():
+    assert redis_env_lines({'REDIS_ADDR': '', 'REDIS_USER': 'u', 'PORT': 9121}) == 'REDIS_ADDR=\nREDIS_USER=u\nPORT=9121\n'
+
+
+def test_scrape_configuration_has_one_job_per_mode_in_use():
+    multi = redis_scrape_entries(redis_exporter_targets(INSTANCES[:1], '192.0.2.1', port=9121), 'multi_target', '192.0.2.1', 'cache')
+    single = redis_scrape_entries(redis_exporter_targets(INSTANCES[:2], '192.0.2.2', mode='per_instance', port=9121),
+                                  'per_instance', '2001:db8::2', 'cache')
+    assert multi == [{'mode': 'multi_target', 'uri': 'redis://192.0.2.1:7000', 'address': '192.0.2.1:7000',
+                      'exporter': '192.0.2.1:9121', 'labels': {'redis_cluster': 'cache'}}]
+    assert single[1]['exporter'] == '[2001:db8::2]:9122' and single[1]['labels'] == {'redis_cluster': 'cache', 'redis_zone': 'z1'}
+    text = redis_scrape_configs(multi + single, 'redis', '15s', '10s')
+    parsed = yaml.safe_load(text)['scrape_configs']
+    assert [job['job_name'] for job in parsed] == ['redis', 'redis-per-instance']
+    assert parsed[0]['static_configs'] == [{'targets': ['redis://192.0.2.1:7000'],
+                                            'labels': {'__tmp_exporter_address': '192.0.2.1:9121', 'redis_cluster': 'cache'}}]
+    assert parsed[1]['static_configs'][1] == {'targets': ['[2001:db8::2]:9122'],
+                                              'labels': {'instance': '[2001:db8::5]:7001', 'redis_cluster': 'cache', 'redis_zone': 'z1'}}
+    assert [job['job_name'] for job in yaml.safe_load(redis_scrape_configs(single, 'redis', '15s', '10s'))['scrape_configs']] == ['redis']
+    assert text.endswith('target_label: instance\n      - source_labels: [__tmp_exporter_address]\n        target_label: __address__\n'
+                         '  - job_name: "redis-per-instance"\n    scrape_interval: "15s"\n    scrape_timeout: "10s"\n'
+                         '    # One exporter per instance, on its own port.\n    metrics_path: /metrics\n    static_configs:\n'
+                         '      - targets: ["[2001:db8::2]:9121"]\n'
+                         '        labels: {"instance": "192.0.2.2:7000", "redis_cluster": "cache"}\n'
+                         '      - targets: ["[2001:db8::2]:9122"]\n'
+                         '        labels: {"instance": "[2001:db8::5]:7001", "redis_cluster": "cache", "redis_zone": "z1"}\n')
