@@ -13,6 +13,9 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.hashslot.redis.plugins.filter.redis_exporter import (
     redis_env_lines, redis_exporter_services, redis_exporter_targets, redis_exporter_unread, redis_scrape_configs, redis_scrape_entries,
 )
+from ansible_collections.hashslot.redis.plugins.filter.redis_install import (
+    redis_build_provider, redis_installed_versions, redis_package_names,
+)
 from ansible_collections.hashslot.redis.plugins.filter.redis_tuning import (
     redis_sysctl_invalid, redis_sysctl_lines, redis_sysctl_state, redis_sysctl_wanted, redis_thp_exec_lines,
     redis_thp_state, redis_tuning_notes,
@@ -174,3 +177,43 @@ def test_scrape_configuration_has_one_job_per_mode_in_use():
                          '        labels: {"instance": "192.0.2.2:7000", "redis_cluster": "cache"}\n'
                          '      - targets: ["[2001:db8::2]:9122"]\n'
                          '        labels: {"instance": "[2001:db8::5]:7001", "redis_cluster": "cache", "redis_zone": "z1"}\n')
+
+
+# ------------------------------------------------------------------------------------------------------- redis_install
+
+def test_installed_versions_read_only_installed_packages():
+    lines = ['installed redis-server 5:7.0.15-1~deb12u1', 'config-files redis-tools 5:7.0.11-1', 'installed libc6 2.36-9',
+             'not-installed valkey-server ', 'installed odd']
+    assert redis_installed_versions(lines) == {'redis-server': '5:7.0.15-1~deb12u1', 'libc6': '2.36-9', 'odd': ''}
+
+
+DEBIAN_REGEX = r'^([0-9]+:)?7\.0\.15[+~-]'
+
+
+@pytest.mark.parametrize('installed, expected', [
+    ({}, ['redis-server=*7.0.15[+~-]*', 'redis-tools=*7.0.15[+~-]*']),
+    ({'redis-server': '5:7.0.15-1~deb12u1', 'redis-tools': '5:7.0.11-1'}, ['redis-server', 'redis-tools=*7.0.15[+~-]*']),
+])
+def test_package_names_pin_the_version_only_where_it_is_not_installed(installed, expected):
+    names = redis_package_names(['redis-server', 'redis-tools'], '7.0.15', '=*7.0.15[+~-]*', DEBIAN_REGEX, installed)
+    assert names == expected
+    assert redis_package_names(['redis-server', 'redis-tools'], '', '=*[+~-]*', '^', installed) == ['redis-server', 'redis-tools']
+
+
+@given(st.lists(st.tuples(st.sampled_from(['g1', 'g2', '']), st.booleans()), min_size=1, max_size=8), st.booleans())
+def test_build_provider_is_the_first_present_host_else_the_first_missing_one(hosts, cached):
+    hostvars = {f'h{index}': {'__redis_install_build_group': group, '__redis_install_present': present}
+                for index, (group, present) in enumerate(hosts)}
+    names = list(hostvars)
+    provider = redis_build_provider(hostvars, names, 'g1', cached=cached)
+    members = [name for name in names if hostvars[name]['__redis_install_build_group'] == 'g1']
+    missing = [name for name in members if not hostvars[name]['__redis_install_present']]
+    if cached or not missing:
+        assert provider == ''
+    else:
+        present = [name for name in members if hostvars[name]['__redis_install_present']]
+        assert provider == (present or missing)[0]
+
+
+def test_build_provider_ignores_hosts_that_have_no_group_yet():
+    assert redis_build_provider({'a': {}, 'b': {'__redis_install_build_group': 'g', '__redis_install_present': False}}, ['a', 'b'], 'g') == 'b'
