@@ -12,7 +12,9 @@ which is found again around them). So the cluster a description gives does not d
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -24,7 +26,7 @@ from ansible_collections.hashslot.redis.plugins.module_utils.cluster_failover im
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_health import ghost_nodes
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_membership import ensure_absent, meet_members
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_reshard import reshard
-from ansible_collections.hashslot.redis.plugins.module_utils.placement import NodeSpec, _FlowNetwork, choose_masters, plan_layout
+from ansible_collections.hashslot.redis.plugins.module_utils.placement import NodeSpec, _FlowNetwork, _master_bounds, plan_layout
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, NodePool, format_address, resolve_ip, split_address
 from ansible_collections.hashslot.redis.plugins.module_utils.reshard_plan import describe_moves, plan_drain, plan_rebalance
 from ansible_collections.hashslot.redis.plugins.module_utils.slot_migration import MigrationSettings
@@ -122,24 +124,111 @@ def _spread_gain(masters: Sequence[str], free: Sequence[str], replicas: Dict[str
     return sum(amount for amount in flow.get(source, {}).values() if amount > 0)
 
 
-def assign_replicas(masters: Sequence[str], free: Sequence[str], fixed: Dict[str, str], by_address: Dict[str, NodeSpec],
-                    wanted: int) -> Dict[str, str]:
-    """Each free node's master: the free nodes in their given order, each to the master it prefers among those that
-    keep the best reachable spread (`spread_score`) and give every master `wanted` replicas while nodes last.
+class _CostFlow:
+    """Min-cost flow, one unit at a time along a cheapest path (Bellman-Ford on the residual graph): small graphs."""
 
-    This is the first-best assignment in a fixed order, so it is one and the same whatever part of it is already in
-    place: with any of its pairs fixed, the others are found again (a pair's feasibility can only shrink, and the
-    pair chosen before stays feasible).
+    def __init__(self) -> None:
+        self.edges: Dict[object, List[List]] = {}
+
+    def add_edge(self, source: object, target: object, capacity: int, cost: int) -> List:
+        """The edge; its flow is edge[3][1] (what its reverse edge can send back)."""
+        forward: List = [target, capacity, cost, None]
+        backward: List = [source, 0, -cost, forward]
+        forward[3] = backward
+        self.edges.setdefault(source, []).append(forward)
+        self.edges.setdefault(target, []).append(backward)
+        return forward
+
+    def send(self, source: object, sink: object, units: int) -> None:
+        for dummy in range(units):
+            distance: Dict[object, int] = {source: 0}
+            via: Dict[object, List] = {}
+            changed = True
+            while changed:
+                changed = False
+                for node, edges in self.edges.items():
+                    if node not in distance:
+                        continue
+                    for edge in edges:
+                        if edge[1] > 0 and distance[node] + edge[2] < distance.get(edge[0], distance[node] + edge[2] + 1):
+                            distance[edge[0]] = distance[node] + edge[2]
+                            via[edge[0]] = edge
+                            changed = True
+            if sink not in distance:
+                return
+            node = sink
+            while node != source:
+                edge = via[node]
+                edge[1] -= 1
+                edge[3][1] += 1
+                node = edge[3][0]
+
+
+def _jitter(*parts: str) -> int:
+    """A fixed pseudo-random cost below 100000: it breaks every tie the same way, whatever the run."""
+    return int(hashlib.sha256('\0'.join(parts).encode()).hexdigest()[:8], 16) % 100000
+
+
+def pick_masters(specs: Dict[str, NodeSpec], fixed: Sequence[str], eligible: Sequence[str], count: int, replicas: int) -> List[str]:
+    """The masters: `fixed` plus new ones from `eligible` up to `count`, spread over failure domains first, then over
+    hosts (the sums of squared masters per domain and per host as small as they can be, within the bounds that leave
+    every master replicas from other domains).
+
+    The choice is the one best set for the whole description (ties broken by a fixed jitter, then by the nodes' order),
+    not a sequence of picks: with any part of it already in place (masters that got slots before a run stopped), the
+    rest is chosen again.
     """
-    replicas = dict(fixed)
+    order = list(specs)
+    need = count - len(fixed)
+    if need <= 0 or not eligible:
+        return [address for address in order if address in fixed]
+    domain_sizes = Counter(spec.domain for spec in specs.values())
+    bounds = _master_bounds(dict(domain_sizes), len(order), count, replicas)
+    taken_domains = Counter(specs[address].domain for address in fixed)
+    taken_hosts = Counter(specs[address].host for address in fixed)
+    groups: Dict[Tuple[str, str], List[str]] = {}
+    for address in order:
+        if address in eligible:
+            groups.setdefault((specs[address].domain, specs[address].host), []).append(address)
+    flow = _CostFlow()
+    source, sink = ('source',), ('sink',)
+    group_edges = {}
+    for domain in sorted({domain for domain, dummy in groups}):
+        size = sum(len(members) for (group_domain, dummy), members in groups.items() if group_domain == domain)
+        for index in range(size):
+            taken = taken_domains[domain] + index
+            flow.add_edge(source, ('domain', domain), 1, 10 ** 18 * (taken >= bounds.get(domain, taken + 1)) + 10 ** 12 * (2 * taken + 1))
+    for (domain, host), members in sorted(groups.items()):
+        group_edges[(domain, host)] = flow.add_edge(('domain', domain), ('group', domain, host), len(members), _jitter(domain, host))
+        flow.add_edge(('group', domain, host), ('host', host), len(members), 0)
+    for host in sorted({host for dummy, host in groups}):
+        size = sum(len(members) for (dummy, group_host), members in groups.items() if group_host == host)
+        for index in range(size):
+            flow.add_edge(('host', host), sink, 1, 10 ** 6 * (2 * (taken_hosts[host] + index) + 1))
+    flow.send(source, sink, min(need, len(eligible)))
+    chosen = set(fixed)
+    for (domain, host), members in groups.items():
+        chosen.update(members[:group_edges[(domain, host)][3][1]])
+    return [address for address in order if address in chosen]
+
+
+def assign_replicas(masters: Sequence[str], nodes: Sequence[str], current: Dict[str, str], by_address: Dict[str, NodeSpec],
+                    wanted: int) -> Dict[str, str]:
+    """Each node's master: the nodes in their given order, each keeping its `current` master, else taking the one it
+    prefers, among the masters that keep the best reachable spread (`spread_score`) and give every master `wanted`
+    replicas while nodes last.
+
+    A node's choice depends only on the nodes before it and on its own current master, never on where later nodes
+    are, and the best spread is reckoned with every node free. So the assignment is one and the same whatever part of
+    it is already in place: a run stopped after attaching some replicas is completed by the same choices.
+    """
+    if not masters:
+        return {}
+    replicas: Dict[str, str] = {}
     have = {master: 0 for master in masters}
-    for owner in replicas.values():
-        if owner in have:
-            have[owner] += 1
-    best = spread_score(masters, replicas, by_address, wanted) + _spread_gain(masters, free, replicas, by_address, wanted)
-    remaining = list(free)
-    assignment: Dict[str, str] = {}
-    for address in free:
+    best = _spread_gain(masters, nodes, {}, by_address, wanted)
+    remaining = list(nodes)
+    for address in nodes:
         remaining.remove(address)
         node = by_address[address]
 
@@ -148,22 +237,26 @@ def assign_replicas(masters: Sequence[str], free: Sequence[str], fixed: Dict[str
             siblings = _domains_on(master, replicas, by_address)
             return (node.domain == master_node.domain, node.domain in siblings, node.host == master_node.host,
                     have[master] >= wanted, have[master], masters.index(master))
-        for master in sorted(masters, key=preference):
+        options = sorted(masters, key=preference)
+        if current.get(address) in have:
+            options.remove(current[address])
+            options.insert(0, current[address])
+        chosen = None
+        for master in options:
             replicas[address] = master
             have[master] += 1
             deficit = sum(max(0, wanted - count) for count in have.values())
-            if deficit <= len(remaining) or have[master] <= wanted:
-                if spread_score(masters, replicas, by_address, wanted) + _spread_gain(masters, remaining, replicas, by_address, wanted) >= best:
-                    assignment[address] = master
-                    break
+            if (deficit <= len(remaining) or have[master] <= wanted) and \
+                    spread_score(masters, replicas, by_address, wanted) + _spread_gain(masters, remaining, replicas, by_address, wanted) >= best:
+                chosen = master
+                break
             del replicas[address]
             have[master] -= 1
-        else:
-            master = min(masters, key=lambda name: (have[name], masters.index(name)))
-            replicas[address] = master
-            have[master] += 1
-            assignment[address] = master
-    return assignment
+        if chosen is None:
+            chosen = min(masters, key=lambda name: (have[name], masters.index(name)))
+            replicas[address] = chosen
+            have[chosen] += 1
+    return replicas
 
 
 def plan_target(wanted: Sequence[WantedNode], replicas: int, members: Dict[str, Member], leaving: Iterable[str] = (),
@@ -180,13 +273,16 @@ def plan_target(wanted: Sequence[WantedNode], replicas: int, members: Dict[str, 
             # A member the description does not name stays as it is (prune removes it).
             specs[address] = NodeSpec(member.host, member.port, member.zone)
     order = list(specs)
-    fixed_masters = [address for address in order if address in members and members[address].slots]
+    # A master described with weight 0 gives its slots away and becomes a replica, like an empty master.
+    emptied = [address for address in order if address in members and members[address].slots
+               and address in wanted_by and wanted_by[address].weight == 0]
+    fixed_masters = [address for address in order if address in members and members[address].slots and address not in emptied]
     fixed_replicas = {address: members[address].master for address in order
                       if address in members and members[address].master in fixed_masters}
     empty_masters = [address for address in order if address in members and not members[address].slots and not members[address].master]
     candidates = [address for address in order
                   if address not in fixed_masters and address not in fixed_replicas
-                  and (address not in members or address in empty_masters)]
+                  and (address not in members or address in empty_masters or address in emptied)]
     for address in order:
         hint = wanted_by[address].role if address in wanted_by else None
         if hint == 'replica' and address in fixed_masters:
@@ -196,20 +292,16 @@ def plan_target(wanted: Sequence[WantedNode], replicas: int, members: Dict[str, 
             warnings.append(f'{address}: is a replica of {fixed_replicas[address]}, so it stays one although role=master; '
                             'promote it with hashslot.redis.redis_failover')
     forced = [address for address in candidates if address in wanted_by and wanted_by[address].role == 'master']
-    eligible = [address for address in candidates if not (address in wanted_by and wanted_by[address].role)]
+    eligible = [address for address in candidates
+                if not (address in wanted_by and (wanted_by[address].role or wanted_by[address].weight == 0))]
     if join_role == 'replica':
         eligible = []
     master_count = max(len(order) // (replicas + 1), len(fixed_masters) + len(forced))
-    excluded = [address for address in order if address not in eligible]
-    masters = choose_masters([specs[address] for address in order], master_count, replicas, fixed_masters + forced,
-                             excluded=excluded, preferred=empty_masters)
-    masters = [address for address in order if address in masters]
+    masters = pick_masters(specs, fixed_masters + forced, eligible, master_count, replicas)
     if len(masters) < MIN_MASTERS:
         problems.append(f'the description leaves {len(masters)} master(s) ({", ".join(masters) or "none"}); a cluster needs at least {MIN_MASTERS}')
-    free = [address for address in order if address not in masters and address not in fixed_replicas]
-    assignment = assign_replicas(masters, free, {replica: owner for replica, owner in fixed_replicas.items()}, specs, replicas)
-    final = dict(fixed_replicas)
-    final.update(assignment)
+    current = {address: members[address].master for address in order if address in members and members[address].master in masters}
+    final = assign_replicas(masters, [address for address in order if address not in masters], current, specs, replicas)
 
     for master in masters:
         count = sum(1 for owner in final.values() if owner == master)
@@ -237,9 +329,11 @@ def plan_target(wanted: Sequence[WantedNode], replicas: int, members: Dict[str, 
         current = members[address].master if address in members else None
         if current == final[address]:
             continue
-        (rehome if current in leaving_set else replicate).append((address, final[address]))
+        # After the drain: the replicas of masters that leave, and masters that give their slots away.
+        (rehome if current in leaving_set or current in emptied or address in emptied else replicate).append((address, final[address]))
     weights = {address: float(wanted_by[address].weight) for address in masters
                if address in wanted_by and wanted_by[address].weight is not None}
+    weights.update({address: 0.0 for address in emptied})
     for address in sorted(leaving_set):
         if address in members and members[address].slots:
             weights[address] = 0.0
@@ -346,7 +440,7 @@ def _check_joining(address: str, state: NodeState, seed: NodeState) -> None:
 
 def _simulated_moves(target: Target, members: Dict[str, Member], threshold: float, rebalance: bool) -> List[Dict]:
     owned = {address: ranges_to_slots(members[address].slots) if address in members else [] for address in target.masters}
-    for address in target.leaving:
+    for address in [address for address, weight in target.weights.items() if weight == 0 and address in members] + target.leaving:
         if members[address].slots:
             owned[address] = ranges_to_slots(members[address].slots)
     weights = {address: target.weights.get(address, 1.0) for address in owned}
@@ -354,7 +448,7 @@ def _simulated_moves(target: Target, members: Dict[str, Member], threshold: floa
         moves = plan_rebalance(owned, weights, threshold) or []
     else:
         moves = []
-        for address in target.leaving:
+        for address in [address for address, weight in target.weights.items() if weight == 0]:
             if owned.get(address):
                 moves += plan_drain(owned, address, weights)
     return describe_moves(moves, {address: address for address in owned})
@@ -474,7 +568,7 @@ def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: Mig
             moved = reshard(pool, seed.myself.host, seed.myself.port, 'rebalance', settings, weights=target.weights, threshold=threshold,
                             use_empty_masters=True, wait_timeout=wait_timeout, method=method)
         else:
-            for address in target.leaving:
+            for address in [address for address, weight in target.weights.items() if weight == 0]:
                 host, port = split_address(address)
                 moved = reshard(pool, seed.myself.host, seed.myself.port, 'drain', settings, weights=target.weights,
                                 source=dict(host=host, port=port), wait_timeout=wait_timeout, method=method)

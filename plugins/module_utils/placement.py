@@ -102,14 +102,9 @@ def _master_bounds(counts: Dict[str, int], total: int, masters: int, replicas: i
 
 
 def choose_masters(nodes: Sequence[NodeSpec], master_count: int, replicas: int,
-                   fixed_masters: Iterable[str] = (), excluded: Iterable[str] = (), preferred: Iterable[str] = ()) -> List[str]:
-    """Pick master addresses spread over failure domains, then over hosts inside a domain.
-
-    `preferred` nodes win ties: the empty masters a run cut short left behind are the ones it had picked, so the
-    next run picks them again instead of another node of the same rank.
-    """
+                   fixed_masters: Iterable[str] = (), excluded: Iterable[str] = ()) -> List[str]:
+    """Pick master addresses spread over failure domains, then over hosts inside a domain."""
     fixed = list(fixed_masters)
-    favoured = set(preferred)
     excluded_set = set(excluded) | set(fixed)
     counts: Dict[str, int] = {}
     for node in nodes:
@@ -133,9 +128,8 @@ def choose_masters(nodes: Sequence[NodeSpec], master_count: int, replicas: int,
                             if candidates[domain] and (not respect_bounds or taken[domain] < bounds[domain])]
             if not open_domains:
                 break
-            domain = min(open_domains, key=lambda name: (taken[name], -counts[name],
-                                                         not any(node.address in favoured for node in candidates[name]), name))
-            pick = min(candidates[domain], key=lambda node: (host_taken.get(node.host, 0), node.address not in favoured))
+            domain = min(open_domains, key=lambda name: (taken[name], -counts[name], name))
+            pick = min(candidates[domain], key=lambda node: host_taken.get(node.host, 0))
             candidates[domain].remove(pick)
             chosen.append(pick.address)
             taken[domain] += 1

@@ -135,14 +135,13 @@ def test_every_stop_of_a_scale_in_plans_the_same_layout(case, data):
         assert layout_of(again) == expected, name
 
 
-def best_spread(masters: Sequence[str], free: Sequence[str], fixed: Dict[str, str], by_address: Dict[str, NodeSpec], wanted: int) -> int:
-    """The oracle: every way of placing the free nodes, the best spread_score."""
+def best_spread(masters: Sequence[str], free: Sequence[str], by_address: Dict[str, NodeSpec], wanted: int) -> int:
+    """The oracle: every way of placing the nodes, the best spread_score among those that fill every master."""
     best = 0
     for choice in itertools.product(masters, repeat=len(free)):
-        replicas = dict(fixed)
-        replicas.update(zip(free, choice))
+        replicas = dict(zip(free, choice))
         counts = [sum(1 for owner in replicas.values() if owner == master) for master in masters]
-        if len(free) + len(fixed) >= wanted * len(masters) and min(counts) < wanted:
+        if len(free) >= wanted * len(masters) and min(counts) < wanted:
             continue
         best = max(best, spread_score(masters, replicas, by_address, wanted))
     return best
@@ -158,10 +157,9 @@ def test_the_layout_spreads_replicas_as_well_as_any_and_fills_every_master(extra
     members = formed(specs[:3 * (replicas + 1)], replicas)
     target = plan_target([WantedNode(spec) for spec in specs], replicas, members)
     by_address = {spec.address: spec for spec in specs}
-    fixed = {address: member.master for address, member in members.items() if member.master}
-    free = [address for address in by_address if address not in target.masters and address not in fixed]
+    free = [address for address in by_address if address not in target.masters]
     if len(free) <= 5:
-        assert spread_score(target.masters, target.replicas, by_address, replicas) == best_spread(target.masters, free, fixed, by_address, replicas)
+        assert spread_score(target.masters, target.replicas, by_address, replicas) == best_spread(target.masters, free, by_address, replicas)
     counts = [len(target.replicas_of(master)) for master in target.masters]
     if len(specs) >= len(target.masters) * (replicas + 1):
         assert min(counts) >= replicas
@@ -211,3 +209,20 @@ def test_leaving_masters_drain_and_their_replicas_rehome():
     assert [pair[0] for pair in target.rehome] == [own_replica]
     assert sum(1 for owner in target.replicas.values() if owner == target.rehome[0][1]) == 2
     assert sum(end - start + 1 for start, end in split_slots_evenly(4)) == SLOT_COUNT
+
+
+def test_a_master_described_with_weight_zero_gives_its_slots_away_and_becomes_a_replica():
+    specs = [NodeSpec('10.0.0.1', 7000 + index, 'abcd'[index % 4]) for index in range(8)]
+    members = formed(specs, 1)
+    master = next(address for address, member in members.items() if member.slots)
+    wanted = [WantedNode(spec, weight=0 if spec.address == master else None) for spec in specs]
+    target = plan_target(wanted, 1, members)
+    assert master not in target.masters and len(target.masters) == 3
+    assert target.weights == {master: 0.0}
+    own_replica = next(address for address, member in members.items() if member.master == master)
+    assert {pair[0] for pair in target.rehome} == {master, own_replica} and not target.replicate
+    # Mid-drain (some of its slots gone) the plan is the same.
+    member = members[master]
+    start, end = member.slots[0]
+    drained = dict(members, **{master: Member(member.address, member.host, member.port, slots=((start, start + 10),), zone=member.zone)})
+    assert layout_of(plan_target(wanted, 1, drained)) == layout_of(target)
