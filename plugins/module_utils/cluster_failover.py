@@ -20,6 +20,33 @@ FAILOVER_MODES = ('default', 'force', 'takeover')
 MANUAL_FAILOVER_RETRY = 6.0
 
 
+def _failure_domain(node: Dict) -> str:
+    return str(node.get('zone') or f"host {node.get('host')}")
+
+
+def choose_replica(nodes: List[Dict], master: Dict, mode: str = 'default') -> Optional[Dict]:
+    """The replica of `master` to promote, from redis_cluster_info's nodes, or None.
+
+    In the default mode (the master hands over) only a replica whose link is up and that no node suspects, preferring
+    another failure domain than the master's, then the most advanced replication offset. In force and takeover mode
+    (the master is presumably down) any replica not flagged fail, the most advanced offset first, since writes the
+    replica did not receive are lost.
+    """
+    domain = _failure_domain(master)
+    candidates = []
+    for replica in nodes:
+        flags = replica.get('flags') or []
+        if replica.get('master_id') != master.get('id') or 'fail' in flags:
+            continue
+        if mode == 'default' and (replica.get('master_link_status') != 'up' or 'fail?' in flags):
+            continue
+        other_domain = _failure_domain(replica) != domain
+        offset = int(replica.get('replication_offset') or 0)
+        candidates.append(((other_domain, offset) if mode == 'default' else (offset, other_domain), replica))
+    # max() keeps the first of equals: the nodes' order (by host and port) breaks ties.
+    return max(candidates, key=lambda candidate: candidate[0])[1] if candidates else None
+
+
 def _role(state: NodeState) -> List:
     return state.client.call('ROLE')
 

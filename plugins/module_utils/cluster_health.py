@@ -18,6 +18,10 @@ from ansible_collections.hashslot.redis.plugins.module_utils.topology import Clu
 PROBLEM_KINDS = ('node_unreachable', 'node_failed', 'node_pfail', 'link_down', 'open_slot', 'uncovered_slots',
                  'config_disagreement', 'cluster_state', 'master_without_replica', 'replica_same_domain', 'ghost_node',
                  'certificate_expiring', 'certificate_expired', 'orphaned_keys')
+# The kinds a member that is down (or cut off) causes: what a failover away from a dead master leaves until the
+# master is back or forgotten.
+NODE_DOWN_KINDS = ('node_unreachable', 'node_failed', 'node_pfail', 'link_down', 'master_without_replica', 'config_disagreement',
+                   'cluster_state')
 
 
 def failure_domain(node: ClusterNode, zones: Dict[str, str]) -> str:

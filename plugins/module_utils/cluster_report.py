@@ -385,3 +385,25 @@ def render_cluster_report(cluster: Dict, report_format: str = 'html') -> str:
     if report_format == 'html':
         return render_html(cluster)
     raise ValueError(f'report format {report_format!r} is not one of {", ".join(REPORT_FORMATS)}')
+
+
+def _zone_of(node: Dict) -> str:
+    return str(node.get('zone') or '-')
+
+
+def summary_lines(cluster: Dict) -> List[str]:
+    """redis_cluster_info's result as the lines a play prints: the state and counts, one line per master (by address:
+    zone, server and version, slot ranges, its replicas and their zones), then one line per problem."""
+    nodes = list(cluster.get('nodes') or [])
+    problems = list(cluster.get('problems') or [])
+    lines = [f"cluster_state {cluster.get('cluster_state')}: {cluster.get('masters')} masters, {cluster.get('replicas')} replicas, "
+             f"{len(problems)} problem(s)"]
+    for master in sorted((node for node in nodes if node.get('role') == 'master'), key=lambda node: str(node['address']).lower()):
+        replicas = [f"{replica['address']} (zone {_zone_of(replica)})" for replica in nodes if replica.get('master_id') == master['id']]
+        # A node that could not be read has no server or version.
+        running = ' '.join(str(part) for part in (master.get('server'), master.get('version')) if part)
+        described = f'zone {_zone_of(master)}, {running}' if running else f'zone {_zone_of(master)}'
+        lines.append(f"master {master['address']} ({described}) slots {','.join(master.get('slots') or []) or 'none'} <- "
+                     f"{', '.join(replicas) or 'no replica'}")
+    lines.extend(f"problem {problem.get('kind')} at {problem.get('node')}: {problem.get('detail')}" for problem in problems)
+    return lines

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import posixpath
 import time
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import ClusterError
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError
@@ -69,3 +69,16 @@ def _wait_idle(client: Any, deadline: float, clock: Callable[[], float]) -> None
         if clock() > deadline:
             raise ClusterError(f'{client.address}: a background save already running did not finish in time')
         time.sleep(POLL_SECONDS)
+
+
+def backup_targets(nodes: List[Dict], instances: List[Dict], all_nodes: bool = False) -> Dict[str, List]:
+    """The nodes a backup snapshots (the masters that own slots, or with all_nodes every node), from
+    redis_cluster_info's nodes. targets: the inventory's instance of each, with the node's `role` and `id` and `dest`,
+    the folder its files go to (<inventory host>-<port>); outside: those no instance of the inventory serves, whose
+    files cannot be fetched."""
+    entries = {entry['address']: entry for entry in instances}
+    chosen = [node for node in nodes if all_nodes or (node.get('role') == 'master' and node.get('slot_count'))]
+    targets = [dict(entries[node['address']], role=node.get('role'), id=node.get('id'),
+                    dest=f"{entries[node['address']]['inventory_host']}-{entries[node['address']]['node']['port']}")
+               for node in chosen if node['address'] in entries]
+    return dict(targets=targets, outside=[node['address'] for node in chosen if node['address'] not in entries])
