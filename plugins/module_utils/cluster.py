@@ -43,6 +43,8 @@ class NodeState:
     version: Tuple[int, int, int]
     server_name: str
     config: Dict[str, str] = field(default_factory=dict)
+    # The server binary's path (INFO server), which a restart of the instance keeps.
+    executable: str = ''
 
     @property
     def myself(self) -> ClusterNode:
@@ -91,6 +93,7 @@ def read_node(client: NodeClient, with_config: bool = False) -> NodeState:
         version=parse_version(version_text),
         server_name=server_name,
         config=config,
+        executable=server.get('executable', ''),
     )
 
 

@@ -212,6 +212,8 @@ def inspect_cluster(pool: NodePool, host: str, port: int, zones: Optional[Dict[s
             entry['master_link_status'] = replication.get('master_link_status')
         entry['version'] = '.'.join(str(part) for part in state.version)
         entry['server'] = state.server_name
+        if state.executable:
+            entry['executable'] = state.executable
     masters = [node for node in nodes if node['role'] == 'master' and node['slot_count']]
     return dict(
         changed=False,

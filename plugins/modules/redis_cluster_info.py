@@ -150,6 +150,8 @@ nodes:
   description:
     - Every member, with id, address, role, master, slot ranges, flags, link state, replication offset and zone when known.
     - Over TLS, C(certificate_expires) is when the certificate the node serves ends (UTC, ISO 8601).
+    - Each node that answers also has C(server) (V(redis) or V(valkey)), C(version), and C(executable), the path of the
+      server binary it runs (INFO server; absent on a server that does not report it).
   returned: always
   type: list
   elements: dict

@@ -28,6 +28,8 @@ def test_healthy_cluster_reports_no_problem(cluster):
     assert sorted(node['address'] for node in result['nodes']) == sorted(node.address for node in cluster)
     assert all(node['zone'] for node in result['nodes'])
     assert all(isinstance(node['replication_offset'], int) for node in result['nodes'])
+    # The binary each node runs (a rolling restart keeps it).
+    assert {os.path.realpath(node['executable']) for node in result['nodes']} == {os.path.realpath(cluster[0].build.server)}
 
 
 def test_open_slot_and_missing_replica_are_reported(cluster, tmp_path):
