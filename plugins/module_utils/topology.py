@@ -24,6 +24,19 @@ def slots_to_ranges(slots: Iterable[int]) -> List[SlotRange]:
     return ranges
 
 
+def merge_ranges(ranges: Iterable[SlotRange]) -> List[SlotRange]:
+    """Inclusive ranges -> sorted ranges with overlapping and adjacent ones joined, as slots_to_ranges would give for
+    their slots, without listing every slot (CLUSTER NODES of a large cluster is parsed on every poll)."""
+    merged: List[SlotRange] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1] + 1:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def ranges_to_slots(ranges: Iterable[SlotRange]) -> List[int]:
     slots: List[int] = []
     for start, end in ranges:
@@ -144,7 +157,7 @@ def parse_cluster_nodes(text: str) -> List[ClusterNode]:
             config_epoch=int(epoch),
             link_state=link,
         )
-        owned: List[int] = []
+        owned: List[SlotRange] = []
         for item in fields[8:]:
             if item.startswith('['):
                 body = item.strip('[]')
@@ -156,8 +169,8 @@ def parse_cluster_nodes(text: str) -> List[ClusterNode]:
                     node.importing[int(slot)] = peer
                 continue
             start, dash, end = item.partition('-')
-            owned.extend(range(int(start), int(end if dash else start) + 1))
-        node.slots = slots_to_ranges(owned)
+            owned.append((int(start), int(end if dash else start)))
+        node.slots = merge_ranges(owned)
         nodes.append(node)
     return nodes
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.hashslot.redis.plugins.module_utils.topology import (
-    SLOT_COUNT, ClusterView, format_ranges, parse_cluster_nodes, parse_slot_ranges, ranges_to_slots, render_layout, slots_to_ranges,
+    SLOT_COUNT, ClusterView, format_ranges, merge_ranges, parse_cluster_nodes, parse_slot_ranges, ranges_to_slots, render_layout, slots_to_ranges,
     split_slots_evenly,
 )
 
@@ -245,6 +245,13 @@ def test_slots_to_ranges_merges_overlapping_ranges(starts_and_lengths):
     expected = sorted(set(ranges_to_slots(ranges)))
     assert ranges_to_slots(slots_to_ranges(ranges_to_slots(ranges))) == expected
     assert slots_to_ranges([]) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, SLOT_COUNT - 1), st.integers(0, 50)), max_size=20))
+def test_merge_ranges_gives_what_listing_every_slot_gives(starts_and_lengths):
+    ranges = [(start, min(start + length, SLOT_COUNT - 1)) for start, length in starts_and_lengths]
+    assert merge_ranges(ranges) == slots_to_ranges(ranges_to_slots(ranges))
 
 
 def test_parse_slot_ranges_accepts_ranges_single_slots_and_overlaps():
