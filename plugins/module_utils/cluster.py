@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import (
-    NodeClient, NodeError, NodePool, parse_info, parse_version, server_identity,
+    NodeClient, NodeError, NodePool, parse_info, parse_version, pipelines_at_once, server_identity,
 )
-from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterNode, ClusterView, format_ranges
+from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterNode, ClusterView, format_ranges, member_ids
 
 POLL_INTERVAL = 0.01
 
@@ -59,26 +59,28 @@ class NodeState:
 _CONFIG_NAMES = ('cluster-announce-ip', 'cluster-port', 'cluster-announce-bus-port', 'cluster-announce-port')
 
 
-def read_node(client: NodeClient, with_config: bool = False) -> NodeState:
-    """INFO, CLUSTER NODES, CLUSTER INFO and DBSIZE of one node, pipelined."""
-    commands: List[Tuple] = [('INFO', 'server'), ('INFO', 'cluster')]
-    replies = client.pipeline(commands)
-    for reply in replies:
+def _node_commands(with_config: bool) -> List[Tuple]:
+    commands: List[Tuple] = [('INFO', 'server'), ('INFO', 'cluster'), ('CLUSTER', 'NODES'), ('CLUSTER', 'INFO'), ('DBSIZE',)]
+    if with_config:
+        commands.extend(('CONFIG', 'GET', name) for name in _CONFIG_NAMES)
+    return commands
+
+
+def _node_state(client: NodeClient, replies: List) -> NodeState:
+    """The NodeState that _node_commands' replies describe; NodeError when the node is unfit to read."""
+    for reply in replies[:2]:
         if isinstance(reply, Exception):
             raise NodeError(client.address, f'INFO failed: {reply}')
     server = parse_info(replies[0])
+    # Checked before the cluster replies: a node without cluster support refuses those.
     if parse_info(replies[1]).get('cluster_enabled') != '1':
         raise NodeError(client.address, 'cluster support is disabled; set "cluster-enabled yes" in its configuration and restart it')
-    commands = [('CLUSTER', 'NODES'), ('CLUSTER', 'INFO'), ('DBSIZE',)]
-    if with_config:
-        commands.extend(('CONFIG', 'GET', name) for name in _CONFIG_NAMES)
-    replies = client.pipeline(commands)
-    for reply in replies[:3]:
+    for reply in replies[2:5]:
         if isinstance(reply, Exception):
             raise NodeError(client.address, f'cluster query failed: {reply}')
-    view = ClusterView.parse(client.address, replies[0])
+    view = ClusterView.parse(client.address, replies[2])
     config: Dict[str, str] = {}
-    for reply in replies[3:]:
+    for reply in replies[5:]:
         # CONFIG may be denied by an ACL; the defaults then apply.
         if isinstance(reply, list) and len(reply) >= 2:
             config[reply[0]] = reply[1]
@@ -88,8 +90,8 @@ def read_node(client: NodeClient, with_config: bool = False) -> NodeState:
         client=client,
         node_id=view.myself.id,
         view=view,
-        cluster_state=parse_info(replies[1]).get('cluster_state', ''),
-        keys=int(replies[2]),
+        cluster_state=parse_info(replies[3]).get('cluster_state', ''),
+        keys=int(replies[4]),
         version=parse_version(version_text),
         server_name=server_name,
         config=config,
@@ -97,8 +99,44 @@ def read_node(client: NodeClient, with_config: bool = False) -> NodeState:
     )
 
 
+def read_node(client: NodeClient, with_config: bool = False) -> NodeState:
+    """INFO, CLUSTER NODES, CLUSTER INFO and DBSIZE of one node, in one round trip."""
+    return _node_state(client, client.pipeline(_node_commands(with_config)))
+
+
+def read_each(clients: Iterable[NodeClient], with_config: bool = False) -> Tuple[Dict[str, NodeState], Dict[str, NodeError]]:
+    """read_node of every client, all in one round trip: the states, and the errors, by address, in the clients' order."""
+    clients = list(clients)
+    commands = _node_commands(with_config)
+    states: Dict[str, NodeState] = {}
+    errors: Dict[str, NodeError] = {}
+    for client, outcome in zip(clients, pipelines_at_once([(client, commands) for client in clients])):
+        try:
+            if isinstance(outcome, NodeError):
+                raise outcome
+            states[client.address] = _node_state(client, outcome)
+        except NodeError as exc:
+            errors[client.address] = exc
+    return states, errors
+
+
 def read_views(clients: Iterable[NodeClient]) -> Dict[str, NodeState]:
-    return {client.address: read_node(client) for client in clients}
+    states, errors = read_each(clients)
+    if errors:
+        raise next(iter(errors.values()))
+    return states
+
+
+def cluster_states(clients: Sequence[NodeClient]) -> Dict[str, str]:
+    """Each node's cluster_state (CLUSTER INFO alone, all in one round trip); a node that cannot answer raises."""
+    states: Dict[str, str] = {}
+    for client, outcome in zip(clients, pipelines_at_once([(client, [('CLUSTER', 'INFO')]) for client in clients])):
+        if isinstance(outcome, NodeError):
+            raise outcome
+        if isinstance(outcome[0], Exception):
+            raise NodeError(client.address, f'cluster query failed: {outcome[0]}')
+        states[client.address] = parse_info(outcome[0]).get('cluster_state', '')
+    return states
 
 
 def wait_until(check: Callable[[], Optional[str]], timeout: float, what: str) -> None:
@@ -143,6 +181,12 @@ def wait_for_agreement(clients: Sequence[NodeClient], timeout: float, require_ok
     latest: Dict[str, Dict[str, NodeState]] = {}
 
     def check() -> Optional[str]:
+        if require_ok:
+            # While a node does not serve yet (a new master's rejoin delay) the full views would not agree anyway:
+            # CLUSTER INFO alone is a fraction of reading and comparing every node's CLUSTER NODES.
+            for address, state in cluster_states(clients).items():
+                if state != 'ok':
+                    return f'{address} reports cluster_state:{state}'
         states = read_views(clients)
         latest['states'] = states
         reason = disagreement(states, require_ok)
@@ -152,6 +196,34 @@ def wait_for_agreement(clients: Sequence[NodeClient], timeout: float, require_ok
 
     wait_until(check, timeout, 'the nodes to agree on the cluster configuration')
     return latest['states']
+
+
+def wait_until_all_know(clients: Sequence[NodeClient], ids: Iterable[str], timeout: float, what: Optional[str] = None) -> None:
+    """Wait until the node of every client knows every node id in `ids` as a member (handshake done).
+
+    Cheap at a hundred nodes: one round trip to all the nodes a poll, only the first fields of CLUSTER NODES read, and
+    a node that knows them all is not asked again (while nodes meet, none forgets another)."""
+    wanted = set(ids)
+    pending = list(clients)
+
+    def check() -> Optional[str]:
+        lacking = []
+        for client, outcome in zip(pending, pipelines_at_once([(client, [('CLUSTER', 'NODES')]) for client in pending])):
+            if isinstance(outcome, NodeError):
+                raise outcome
+            if isinstance(outcome[0], Exception):
+                raise NodeError(client.address, f'cluster query failed: {outcome[0]}')
+            known = len(wanted & member_ids(outcome[0]))
+            if known < len(wanted):
+                lacking.append((client, known))
+        pending[:] = [client for client, dummy in lacking]
+        if not lacking:
+            return None
+        client, known = lacking[0]
+        others = f' (and {len(lacking) - 1} more nodes know not all)' if len(lacking) > 1 else ''
+        return f'{client.address} knows {known} of {len(wanted)} nodes{others}'
+
+    wait_until(check, timeout, what or f'every node to know all {len(wanted)} nodes')
 
 
 def node_entry(node: ClusterNode, view: ClusterView, zone: Optional[str] = None) -> Dict:
@@ -205,13 +277,20 @@ def discover(pool: NodePool, seed_host: str, seed_port: int) -> Tuple[NodeState,
     seed = read_node(seed_client)
     states: Dict[str, NodeState] = {seed.address: seed}
     unreachable: Dict[str, str] = {}
+    clients: Dict[str, NodeClient] = {}
     for node in seed.view.members():
-        if node.is_myself or node.address in states:
+        if node.is_myself or node.address in states or node.address in clients:
             continue
         try:
-            states[node.address] = read_node(pool.get(node.host, node.port))
+            clients[node.address] = pool.get(node.host, node.port)
         except NodeError as exc:
             if exc.state:
                 raise
             unreachable[node.address] = exc.reason
+    read, errors = read_each(clients.values())
+    for address, exc in errors.items():
+        if exc.state:
+            raise exc
+        unreachable[address] = exc.reason
+    states.update(read)
     return seed, states, unreachable

@@ -11,13 +11,13 @@ by the next run instead of being refused.
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
-    ClusterError, NodeState, describe_cluster, read_node, wait_for_agreement, wait_until,
+    ClusterError, NodeState, describe_cluster, read_each, wait_for_agreement, wait_until_all_know,
 )
 from ansible_collections.hashslot.redis.plugins.module_utils.placement import NodeSpec, plan_layout
-from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, NodePool, resolve_ip
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeClient, NodeError, NodePool, pipelines_at_once, resolve_ip
 from ansible_collections.hashslot.redis.plugins.module_utils.topology import (
     SLOT_COUNT, SlotRange, format_ranges, parse_slot_ranges, ranges_to_slots, render_layout, slots_to_ranges,
 )
@@ -64,13 +64,16 @@ def validate_specs(specs: Sequence[NodeSpec], replicas: int) -> None:
 
 def probe_all(pool: NodePool, specs: Sequence[NodeSpec]) -> Dict[str, NodeState]:
     """Read every node before anything is written; one message lists every node that is unfit."""
-    states: Dict[str, NodeState] = {}
-    problems: List[str] = []
+    clients = []
+    failed: Dict[str, NodeError] = {}
     for spec in specs:
         try:
-            states[spec.address] = read_node(pool.get(spec.host, spec.port), with_config=True)
+            clients.append(pool.get(spec.host, spec.port))
         except NodeError as exc:
-            problems.append(str(exc))
+            failed[spec.address] = exc
+    states, errors = read_each(clients, with_config=True)
+    failed.update(errors)
+    problems = [str(failed[spec.address]) for spec in specs if spec.address in failed]
     if problems:
         raise ClusterError('cannot create the cluster, no node was changed: ' + '; '.join(problems))
     seen_ids: Dict[str, str] = {}
@@ -210,6 +213,7 @@ def _current_entries(specs: Sequence[NodeSpec], states: Dict[str, NodeState]) ->
 
 
 def _apply(actions: List[Dict], specs: Sequence[NodeSpec], states: Dict[str, NodeState], wait_timeout: float) -> None:
+    """Each step's commands go to all the nodes at once (one round trip for the lot, not one a node)."""
     spec_of = {spec.address: spec for spec in specs}
     clients = {address: state.client for address, state in states.items()}
     per_node: Dict[str, List] = {}
@@ -220,34 +224,37 @@ def _apply(actions: List[Dict], specs: Sequence[NodeSpec], states: Dict[str, Nod
                 per_node.setdefault(action['node'], []).append(('CLUSTER', 'ADDSLOTSRANGE', start, end or start))
         elif action['action'] == 'set_config_epoch':
             per_node.setdefault(action['node'], []).append(('CLUSTER', 'SET-CONFIG-EPOCH', action['epoch']))
-    for address, commands in per_node.items():
-        _run_pipeline(clients[address], commands)
+    _run_everywhere(clients, per_node)
 
     meets: Dict[str, List] = {}
     for action in actions:
         if action['action'] == 'meet':
             meets.setdefault(action['node'], []).append(('CLUSTER', 'MEET', *_meet_endpoint(states[action['peer']], spec_of[action['peer']])))
-    for address, commands in meets.items():
-        _run_pipeline(clients[address], commands)
-
-    ids = {state.node_id for state in states.values()}
+    _run_everywhere(clients, meets)
     if meets:
-        def everyone_known() -> Optional[str]:
-            for address, client in clients.items():
-                state = read_node(client)
-                missing = ids - {node.id for node in state.view.members()}
-                if missing:
-                    return f'{address} does not know {len(missing)} node(s) yet'
-            return None
-        wait_until(everyone_known, wait_timeout, 'every node to know every other node')
+        # A replica must know its master before CLUSTER REPLICATE names it.
+        wait_until_all_know(list(clients.values()), [state.node_id for state in states.values()], wait_timeout,
+                            'every node to know every other node')
 
+    replicates: Dict[str, List] = {}
     for action in actions:
         if action['action'] == 'replicate':
-            _run_pipeline(clients[action['node']], [('CLUSTER', 'REPLICATE', action['master_id'])])
+            replicates.setdefault(action['node'], []).append(('CLUSTER', 'REPLICATE', action['master_id']))
+    _run_everywhere(clients, replicates)
 
 
-def _run_pipeline(client, commands: List) -> None:
-    for command, reply in zip(commands, client.pipeline(commands)):
+def _run_everywhere(clients: Dict[str, NodeClient], per_node: Dict[str, List]) -> None:
+    """Every node's commands, sent to all the nodes before any reply is read; the first node that failed raises."""
+    addresses = list(per_node)
+    outcomes = pipelines_at_once([(clients[address], per_node[address]) for address in addresses])
+    for address, outcome in zip(addresses, outcomes):
+        if isinstance(outcome, NodeError):
+            raise outcome
+        _check_replies(clients[address], per_node[address], outcome)
+
+
+def _check_replies(client: NodeClient, commands: List, replies: List) -> None:
+    for command, reply in zip(commands, replies):
         if isinstance(reply, Exception):
             if command[1] == 'ADDSLOTSRANGE' and 'unknown subcommand' in str(reply).lower():
                 # Redis 6 has no ADDSLOTSRANGE; ADDSLOTS takes the slots one by one.

@@ -9,7 +9,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
-    ClusterError, NodeState, discover, layout_of_view, read_node, wait_for_agreement, wait_until,
+    ClusterError, NodeState, discover, layout_of_view, read_node, read_views, wait_for_agreement, wait_until, wait_until_all_know,
 )
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_health import failure_domain
 from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, NodePool, resolve_ip
@@ -60,15 +60,8 @@ def meet_members(seed: NodeState, joining: Sequence[NodeState], members: Sequenc
         state.client.call('CLUSTER', 'MEET', seed_ip or seed_node.host, seed_node.port, *bus)
     everyone = [state.client for state in members] + [state.client for state in joining]
     ids = {state.node_id for state in members} | {state.node_id for state in joining}
-
-    def all_know_each_other() -> Optional[str]:
-        for client in everyone:
-            known = {other.id for other in read_node(client).view.members()}
-            if not ids <= known:
-                return f'{client.address} knows {len(known & ids)} of {len(ids)} nodes'
-        return None
     what = f'every node to know {joining[0].address}' if len(joining) == 1 else f'{len(joining)} new nodes to meet every member'
-    wait_until(all_know_each_other, timeout, what)
+    wait_until_all_know(everyone, ids, timeout, what)
 
 
 def _find_member(view: ClusterView, host: str, port: int) -> Optional[ClusterNode]:
@@ -226,9 +219,9 @@ def _forget_everywhere(others: List[NodeState], node_id: str, label: str, wait_t
             reset.client.call('CLUSTER', 'RESET', 'SOFT')
 
         def forgotten() -> Optional[str]:
-            for state in others:
-                if node_id in read_node(state.client).view.nodes:
-                    return f'{state.address} still knows {label}'
+            for address, state in read_views([state.client for state in others]).items():
+                if node_id in state.view.nodes:
+                    return f'{address} still knows {label}'
             return None
         wait_until(forgotten, min(wait_timeout, 50.0), f'every node to forget {label}')
     except (ClusterError, NodeError) as exc:

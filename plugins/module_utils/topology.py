@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 SLOT_COUNT = 16384
 
@@ -173,6 +173,20 @@ def parse_cluster_nodes(text: str) -> List[ClusterNode]:
         node.slots = merge_ranges(owned)
         nodes.append(node)
     return nodes
+
+
+_NOT_MEMBER_FLAGS = frozenset(('handshake', 'noaddr'))
+
+
+def member_ids(text: str) -> Set[str]:
+    """Ids of the nodes a CLUSTER NODES text lists as members (handshake done, address known), read from the first
+    three fields only: waiting for a large cluster to meet polls every node's view, and needs no more than this."""
+    ids: Set[str] = set()
+    for line in text.splitlines():
+        fields = line.split(None, 3)
+        if len(fields) >= 3 and not _NOT_MEMBER_FLAGS.intersection(fields[2].split(',')):
+            ids.add(fields[0])
+    return ids
 
 
 @dataclass

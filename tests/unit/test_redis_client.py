@@ -210,3 +210,23 @@ def test_a_fanned_pipeline_shares_commands_over_the_connections_and_keeps_their_
     assert [client._connection.sent[0] for client in clients] == [commands[0:3], commands[3:6], commands[6:9], commands[9:]]
     assert clients[0]._connection.sent[1:] == [[commands[6]]]
     assert [len(client._connection.sent) for client in clients[1:]] == [1, 1, 1]
+
+
+class Unreachable(Recording):
+    def send_packed_command(self, commands):
+        raise ConnectionError('Connection refused')
+
+
+def test_pipelines_at_once_send_every_batch_before_reading_and_keep_a_failed_node_apart():
+    from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import pipelines_at_once
+    clients = []
+    for index, connection in enumerate((Recording(), Unreachable(), Recording(refuse={21}))):
+        client = NodeClient(f'10.0.0.{index + 1}', 6379, ConnectionOptions(transient_timeout=5.0))
+        client._connection = connection
+        clients.append(client)
+    batches = [(client, [('CLUSTER', 'MEET', index * 10 + offset) for offset in range(2)]) for index, client in enumerate(clients)]
+    outcomes = pipelines_at_once(batches + [(clients[0], [])])
+    assert outcomes[0] == [0, 1] and outcomes[2] == [20, 21] and outcomes[3] == []
+    assert isinstance(outcomes[1], NodeError) and outcomes[1].address == '10.0.0.2:6379'
+    # The command refused for a transient state went again, alone, to its own node.
+    assert clients[2]._connection.sent == [batches[2][1], [batches[2][1][1]]]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.hashslot.redis.plugins.module_utils.topology import (
-    SLOT_COUNT, ClusterView, format_ranges, merge_ranges, parse_cluster_nodes, parse_slot_ranges, ranges_to_slots, render_layout, slots_to_ranges,
+    SLOT_COUNT, ClusterView, format_ranges, member_ids, merge_ranges, parse_cluster_nodes, parse_slot_ranges, ranges_to_slots, render_layout, slots_to_ranges,
     split_slots_evenly,
 )
 
@@ -223,6 +223,13 @@ def test_fingerprint_ignores_a_node_still_in_handshake():
     reference = ClusterView.parse('10.0.0.1:7000', VIEW_FROM_A).fingerprint()
     with_handshake = VIEW_FROM_B + f'{ID_HANDSHAKE} 10.0.0.9:7000@17000 handshake - 0 0 0 disconnected\n'
     assert ClusterView.parse('10.0.0.2:7000', with_handshake).fingerprint() == reference
+
+
+def test_member_ids_are_the_parsed_views_members():
+    with_handshake = VIEW_FROM_B + f'{ID_HANDSHAKE} 10.0.0.9:7000@17000 handshake - 0 0 0 disconnected\n'
+    for text in (VIEW_FROM_A, with_handshake):
+        assert member_ids(text) == {node.id for node in ClusterView.parse('10.0.0.1:7000', text).members()}
+    assert ID_HANDSHAKE not in member_ids(with_handshake)
 
 
 @settings(max_examples=200, deadline=None)
