@@ -2,20 +2,26 @@
 
 Usage (from the repository root):
 
-    .venv/bin/python bench/create_bench.py [--rounds N] [--node-timeout MS ...] [--build redis-7.0]
+    .venv/bin/python bench/create_bench.py [--rounds N] [--node-timeout MS ...] [--nodes N ...] [--build redis-7.0]
 
-For every node timeout and every round, 12 fresh, empty, cluster-enabled servers are started on
-loopback with that cluster-node-timeout. After a 2.1 s pause (so Redis's CLUSTER_WRITABLE_DELAY of
-2 s after startup counts for neither tool), 6 of them are formed by the module through
-ansible-playbook and the other 6 by redis-cli; which tool goes first alternates per round.
+For every node timeout, every cluster size N and every round, each tool in turn gets N fresh, empty, cluster-enabled
+servers on loopback with that cluster-node-timeout, and forms them as N / 2 masters with one replica each: the module
+through ansible-playbook, redis-cli with --cluster create. Its servers are started after the other tool's were
+stopped, and left idle 2.1 s first (so Redis's CLUSTER_WRITABLE_DELAY of 2 s after startup counts for neither tool);
+which tool goes first alternates per round.
 
 Measured per run:
   module duration    the module's own returned `duration` (first connection until every node agrees
                      and reports cluster_state:ok)
   module playbook    wall time of the whole ansible-playbook run (interpreter and Ansible start-up included)
   redis-cli return   wall time of `redis-cli --cluster create ... --cluster-yes`
-  redis-cli serving  time from starting redis-cli until every one of its 6 nodes reports cluster_state:ok
-                     (CLUSTER INFO polled every 10 ms after redis-cli returns)
+  redis-cli serving  time from starting redis-cli until every one of its N nodes reports cluster_state:ok
+                     (CLUSTER INFO of all N nodes, over connections opened beforehand, every 10 ms
+                     after redis-cli returns)
+
+The curve of issue 19 (how the cost grows with the cluster):
+
+    .venv/bin/python bench/create_bench.py --rounds 3 --node-timeout 1000 --nodes 6 30 60 90 150
 
 Only measured figures are printed; nothing is asserted about speed. The script does assert that
 both tools succeeded and that the module's nodes all report cluster_state:ok when it returns.
@@ -25,11 +31,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
+
+import redis
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
@@ -37,11 +46,11 @@ sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
 from playbook import run_single_task  # noqa: E402
 from servers import PortAllocator, RedisServer, ServerBuild, ServerFactory, available_builds, cluster_info  # noqa: E402
 
-NODES_PER_TOOL = 6
 REPLICAS = 1
 WRITABLE_DELAY_PAUSE = 2.1   # Redis refuses cluster writes for 2 s after startup (CLUSTER_WRITABLE_DELAY)
 POLL_INTERVAL = 0.01
-SERVING_TIMEOUT = 60.0
+SERVING_TIMEOUT = 120.0   # the module's wait_timeout, and how long redis-cli's nodes may take to serve
+TOOL_TIMEOUT = 300.0      # bounds each tool's process: the benchmark always ends by itself
 
 COLUMNS = ('module_duration', 'module_playbook', 'cli_return', 'cli_serving')
 
@@ -51,7 +60,8 @@ def states(servers: List[RedisServer]) -> Dict[str, str]:
 
 
 def run_module_create(servers: List[RedisServer]) -> Dict[str, float]:
-    wall, result = run_single_task('redis_cluster_create', nodes=[server.node for server in servers], replicas=REPLICAS)
+    wall, result = run_single_task('redis_cluster_create', timeout=TOOL_TIMEOUT, nodes=[server.node for server in servers], replicas=REPLICAS,
+                                   wait_timeout=SERVING_TIMEOUT)
     assert not result.get('failed'), f'redis_cluster_create failed: {result.get("msg")}'
     assert result.get('changed'), f'redis_cluster_create changed nothing: {result}'
     seen = states(servers)
@@ -59,89 +69,119 @@ def run_module_create(servers: List[RedisServer]) -> Dict[str, float]:
     return {'module_duration': float(result['duration']), 'module_playbook': wall}
 
 
+class ServingWatch:
+    """One open connection to each server, so that a sweep of CLUSTER INFO over a hundred nodes costs one round trip
+    and not a connection each (which would add its own seconds to the redis-cli figures at large N)."""
+
+    def __init__(self, servers: List[RedisServer]):
+        self.connections = {server.address: redis.Connection(host='127.0.0.1', port=server.port, decode_responses=True, socket_timeout=10)
+                            for server in servers}
+        for connection in self.connections.values():
+            connection.connect()
+
+    def not_serving(self) -> List[str]:
+        for connection in self.connections.values():
+            connection.send_command('CLUSTER', 'INFO')
+        return [address for address, connection in self.connections.items() if 'cluster_state:ok' not in connection.read_response()]
+
+    def close(self) -> None:
+        for connection in self.connections.values():
+            connection.disconnect()
+
+
 def run_cli_create(build: ServerBuild, servers: List[RedisServer]) -> Dict[str, float]:
     command = [build.cli, '--cluster', 'create', *[server.address for server in servers],
                '--cluster-replicas', str(REPLICAS), '--cluster-yes']
-    started = time.monotonic()
-    completed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False)
-    returned = time.monotonic() - started
-    assert completed.returncode == 0, f'redis-cli failed ({completed.returncode}):\n{completed.stdout}{completed.stderr}'
-    pending = list(servers)
-    while pending:
-        pending = [server for server in pending if cluster_info(server).get('cluster_state') != 'ok']
-        if not pending:
-            break
-        if time.monotonic() - started > SERVING_TIMEOUT:
-            raise AssertionError(f'redis-cli cluster not serving after {SERVING_TIMEOUT} s: {states(servers)}')
-        time.sleep(POLL_INTERVAL)
-    serving = time.monotonic() - started
+    watch = ServingWatch(servers)
+    try:
+        started = time.monotonic()
+        completed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+        returned = time.monotonic() - started
+        assert completed.returncode == 0, f'redis-cli failed ({completed.returncode}):\n{completed.stdout}{completed.stderr}'
+        while watch.not_serving():
+            if time.monotonic() - started > SERVING_TIMEOUT:
+                raise AssertionError(f'redis-cli cluster not serving after {SERVING_TIMEOUT} s: {states(servers)}')
+            time.sleep(POLL_INTERVAL)
+        serving = time.monotonic() - started
+    finally:
+        watch.close()
     return {'cli_return': returned, 'cli_serving': serving}
 
 
-def one_round(build: ServerBuild, ports: PortAllocator, node_timeout: int, module_first: bool) -> Dict[str, float]:
-    factory = ServerFactory(build, ports)
-    try:
-        servers = factory.start(2 * NODES_PER_TOOL, **{'cluster-node-timeout': str(node_timeout)})
-        time.sleep(WRITABLE_DELAY_PAUSE)
-        module_nodes, cli_nodes = servers[:NODES_PER_TOOL], servers[NODES_PER_TOOL:]
-        figures: Dict[str, float] = {}
-        if module_first:
-            figures.update(run_module_create(module_nodes))
-            figures.update(run_cli_create(build, cli_nodes))
-        else:
-            figures.update(run_cli_create(build, cli_nodes))
-            figures.update(run_module_create(module_nodes))
-        return figures
-    finally:
-        factory.close()
+def one_round(build: ServerBuild, nodes: int, node_timeout: int, module_first: bool) -> Dict[str, float]:
+    """Each tool forms N servers of its own while no other servers of this round run: a formed cluster of a hundred
+    nodes keeps the cores busy with its gossip, which would slow whichever tool went second."""
+    figures: Dict[str, float] = {}
+    for tool in ('module', 'cli') if module_first else ('cli', 'module'):
+        # A new allocator hands out the ports the last servers freed: a curve up to hundreds of nodes would otherwise
+        # run out of the test port range.
+        factory = ServerFactory(build, PortAllocator())
+        try:
+            servers = factory.start(nodes, **{'cluster-node-timeout': str(node_timeout)})
+            time.sleep(WRITABLE_DELAY_PAUSE)
+            figures.update(run_module_create(servers) if tool == 'module' else run_cli_create(build, servers))
+        finally:
+            factory.close()
+    return figures
 
 
 def ratio(numerator: float, denominator: float) -> str:
     return f'{numerator / denominator:.2f}x' if denominator > 0 else 'n/a'
 
 
-def print_table(build: ServerBuild, node_timeout: int, rounds: List[Dict[str, float]]) -> None:
-    median = {column: statistics.median(run[column] for run in rounds) for column in COLUMNS}
+def print_table(build: ServerBuild, node_timeout: int, by_size: List[Tuple[int, List[Dict[str, float]]]]) -> None:
+    rounds = len(by_size[0][1])
     print()
-    print(f'### {build.name}, cluster-node-timeout {node_timeout} ms, {len(rounds)} rounds (medians, seconds)')
+    print(f'### {build.name}, cluster-node-timeout {node_timeout} ms, {rounds} rounds (medians, seconds)')
     print()
-    print('| module duration | module ansible-playbook wall | redis-cli return | redis-cli serving '
-          '| redis-cli return / module duration | redis-cli serving / module duration |')
-    print('|---:|---:|---:|---:|---:|---:|')
-    print(f'| {median["module_duration"]:.3f} | {median["module_playbook"]:.3f} | {median["cli_return"]:.3f} '
-          f'| {median["cli_serving"]:.3f} | {ratio(median["cli_return"], median["module_duration"])} '
-          f'| {ratio(median["cli_serving"], median["module_duration"])} |')
+    print('| nodes | module duration | module ansible-playbook wall | redis-cli return | redis-cli serving '
+          '| redis-cli serving / module duration | redis-cli serving / module playbook wall |')
+    print('|---:|---:|---:|---:|---:|---:|---:|')
+    for nodes, runs in by_size:
+        median = {column: statistics.median(run[column] for run in runs) for column in COLUMNS}
+        print(f'| {nodes} | {median["module_duration"]:.3f} | {median["module_playbook"]:.3f} | {median["cli_return"]:.3f} '
+              f'| {median["cli_serving"]:.3f} | {ratio(median["cli_serving"], median["module_duration"])} '
+              f'| {ratio(median["cli_serving"], median["module_playbook"])} |')
     sys.stdout.flush()
 
 
 def main() -> int:
+    # Stopped from outside (a time bound), the servers are still stopped: `finally` runs on SystemExit.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
-    parser.add_argument('--rounds', type=int, default=3, help='rounds per node timeout (default 3)')
+    parser.add_argument('--rounds', type=int, default=3, help='rounds per node timeout and cluster size (default 3)')
     parser.add_argument('--node-timeout', type=int, nargs='+', default=[500, 1000, 5000], metavar='MS',
                         help='cluster-node-timeout values in milliseconds (default: 500 1000 5000)')
+    parser.add_argument('--nodes', type=int, nargs='+', default=[6], metavar='N',
+                        help='cluster sizes, nodes per tool, even and at least 6 (default: 6)')
     parser.add_argument('--build', default='redis-7.0', help='server build from `tools/redis-servers list` (default redis-7.0)')
     args = parser.parse_args()
+    for nodes in args.nodes:
+        if nodes < 6 or nodes % 2:
+            parser.error(f'--nodes {nodes}: a cluster of N / 2 masters with one replica each needs an even N of 6 or more')
 
     builds = available_builds()
     if args.build not in builds:
         parser.error(f'{args.build} is not installed; available: {", ".join(sorted(builds))}')
     build = builds[args.build]
-    ports = PortAllocator()
 
-    print(f'{build.name}: {build.server}, {build.cli}; {NODES_PER_TOOL} nodes per tool, replicas={REPLICAS}')
+    print(f'{build.name}: {build.server}, {build.cli}; {", ".join(map(str, args.nodes))} nodes per tool, replicas={REPLICAS}')
     tables = []
     for node_timeout in args.node_timeout:
-        rounds = []
-        for index in range(args.rounds):
-            module_first = index % 2 == 0
-            figures = one_round(build, ports, node_timeout, module_first)
-            rounds.append(figures)
-            print(f'node-timeout {node_timeout} round {index + 1} ({"module" if module_first else "redis-cli"} first): '
-                  + ', '.join(f'{column} {figures[column]:.3f}' for column in COLUMNS))
-            sys.stdout.flush()
-        tables.append((node_timeout, rounds))
-    for node_timeout, rounds in tables:
-        print_table(build, node_timeout, rounds)
+        by_size = []
+        for nodes in args.nodes:
+            rounds = []
+            for index in range(args.rounds):
+                module_first = index % 2 == 0
+                figures = one_round(build, nodes, node_timeout, module_first)
+                rounds.append(figures)
+                print(f'node-timeout {node_timeout}, {nodes} nodes, round {index + 1} ({"module" if module_first else "redis-cli"} first): '
+                      + ', '.join(f'{column} {figures[column]:.3f}' for column in COLUMNS))
+                sys.stdout.flush()
+            by_size.append((nodes, rounds))
+        tables.append((node_timeout, by_size))
+    for node_timeout, by_size in tables:
+        print_table(build, node_timeout, by_size)
     return 0
 
 
