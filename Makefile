@@ -158,6 +158,7 @@ pytest-all: venv servers promtool
 
 bench: venv servers
 	$(BIN)/python bench/create_bench.py --rounds 5
+	$(BIN)/python bench/create_bench.py --rounds 3 --node-timeout 1000 --nodes 6 30 60 90 120
 	$(BIN)/python bench/reshard_bench.py
 
 # The pages are committed; tests/unit/test_module_docs_pages.py fails while they differ from the modules' docs.
