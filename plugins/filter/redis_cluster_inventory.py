@@ -85,7 +85,7 @@ def redis_cluster_plan_text(result):
         elif kind == 'forget':
             lines.append(f"remove {step.get('role', 'node')} {step['node']} ({step['reason']})")
     if not lines:
-        lines.append('every instance of the inventory is a member of the cluster as described: nothing to join, nothing to move')
+        lines.append('nothing to join, nothing to move: every instance of the inventory is a member as described')
     for address in result.get('not_serving') or []:
         lines.append(f'{address} does not answer yet (check mode started nothing): planned as a new, empty instance')
     return lines

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import (
-    ClusterError, NodeState, describe_cluster, discover, layout_of_view, read_node, wait_for_agreement,
+    ClusterError, NodeState, describe_cluster, discover, layout_of_view, read_each, read_node, wait_for_agreement,
 )
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_create import create_cluster, validate_specs
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_failover import promote_replica
@@ -381,15 +381,19 @@ def wanted_nodes(nodes: Sequence[Dict]) -> List[WantedNode]:
 
 
 def _probe(pool: NodePool, wanted: Sequence[WantedNode]) -> Tuple[Dict[str, NodeState], Dict[str, str]]:
+    """Every node of the description read in one round trip: the states, and why the others did not answer."""
+    clients = [pool.get(node.spec.host, node.spec.port) for node in wanted]
+    read, errors = read_each(clients, with_config=True)
     states: Dict[str, NodeState] = {}
     unreachable: Dict[str, str] = {}
-    for node in wanted:
-        try:
-            states[node.address] = read_node(pool.get(node.spec.host, node.spec.port), with_config=True)
-        except NodeError as exc:
-            if exc.state:
-                raise ClusterError(str(exc)) from exc
-            unreachable[node.address] = exc.reason
+    for node, client in zip(wanted, clients):
+        if client.address in read:
+            states[node.address] = read[client.address]
+            continue
+        error = errors[client.address]
+        if error.state:
+            raise ClusterError(str(error)) from error
+        unreachable[node.address] = error.reason
     return states, unreachable
 
 

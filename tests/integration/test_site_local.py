@@ -155,7 +155,8 @@ def test_new_instances_join_as_shards(deployed):
     In the same run, a master and a replica of another shard come back with empty data directories (a new disk, a
     wiped volume): each has a new node id, and the cluster keeps the old ones without an address. Redis never flags
     such a master fail, so nobody serves its slots and its replica waits. site.yml starts both servers, promotes the
-    master's replica, forgets both old ids and joins the two servers again as replicas of the masters short of one,
+    master's replica, forgets both old ids and joins the two servers again like the two new ones: of the four, one
+    becomes the fourth master (8 instances, one replica each) and gets its share of the slots, the others replicas,
     each in another zone than its master."""
     base = yaml.safe_load(open(os.path.join(REPO, INVENTORY, 'group_vars', 'redis_cluster.yml')))['redis_server_instances']
     added = ADDED
@@ -181,19 +182,19 @@ def test_new_instances_join_as_shards(deployed):
     assert joined.total('changed') > 0
     info = cluster_info(7000)
     assert info['cluster_state'] == 'ok' and info['cluster_known_nodes'] == '8' and info['cluster_size'] == '4'
-    # The servers back empty: the old ids forgotten everywhere, the lost master's replica promoted, both back as
-    # replicas; every replica of the eight in another zone than its master.
+    # The servers back empty: the old ids forgotten everywhere, the lost master's replica promoted; one of the four
+    # servers that joined is the new master, the others replicas; every replica in another zone than its master.
     for port in PORTS + [7006, 7007]:
         assert not node_ids(port) & old_ids, f'{port} still knows an old id'
     after = {port: raw(port, 'ROLE') for port in PORTS + [7006, 7007]}
-    assert after[heir][0] == 'master' and after[lost_master][0] == 'slave' and after[lost_replica][0] == 'slave', after
+    assert after[heir][0] == 'master', after
+    joined_ports = [lost_master, lost_replica, 7006, 7007]
+    new_masters = [port for port in joined_ports if after[port][0] == 'master']
+    assert len(new_masters) == 1 and len(masters()) == 4, after
+    new_master = new_masters[0]
     for port, role in after.items():
         if role[0] == 'slave':
             assert zones[int(role[2])] != zones[port], f'{port} replicates {role[2]} in its own zone'
-    roles = {port: raw(port, 'ROLE') for port in (7006, 7007)}
-    new_master, new_replica = (7006, 7007) if roles[7006][0] == 'master' else (7007, 7006)
-    assert roles[new_replica][0] == 'slave'
-    assert zones[int(roles[new_replica][2])] != zones[new_replica]
     owned = sum(int(end) - int(start) + 1 for start, end in
                 (item.split('-') if '-' in item else (item, item) for item in
                  next(line for line in raw(7000, 'CLUSTER', 'NODES').splitlines()
@@ -206,12 +207,12 @@ def test_new_instances_join_as_shards(deployed):
     again = run_playbook('site.yml', INVENTORY, extra_vars=grown)
     assert again.returncode == 0 and again.total('changed') == 0, again.changed_tasks()
 
-    # Leave the cluster as it was: drain and remove the new shard with the module (scale_in.yml has its own test).
-    for port in (new_replica, new_master):
-        gone = run_module('redis_cluster_node', cluster={'host': '127.0.0.1', 'port': 7000}, node={'host': '127.0.0.1', 'port': port},
-                          state='absent', drain=True)
-        assert not gone.get('failed'), gone
-    assert cluster_info(7000)['cluster_known_nodes'] == '6'
+    # Leave the cluster as it was (3 masters and their replicas on 7000-7005) with redis_cluster: 7006 and 7007 removed,
+    # the fourth master (if one of 7000-7005) described with weight 0, so its slots move and it becomes a replica.
+    original = [{'host': '127.0.0.1', 'port': port, 'zone': ZONES[port], **({'weight': 0} if port == new_master else {})} for port in PORTS]
+    back = run_module('redis_cluster', nodes=original, remove=['127.0.0.1:7006', '127.0.0.1:7007'])
+    assert not back.get('failed'), back
+    assert cluster_info(7000)['cluster_known_nodes'] == '6' and len(masters()) == 3
     assert sum(raw(port, 'DBSIZE') for port in masters() if port in PORTS) == keys
     removed = run_playbook('playbooks/teardown.yml', INVENTORY,
                            extra_vars={'redis_server_instances': added, 'hashslot_teardown_confirm': 'yes'})
