@@ -1,8 +1,9 @@
-"""Cluster creation: hashslot.redis.redis_cluster_create against redis-cli --cluster create.
+"""Cluster creation (and growth): hashslot.redis.redis_cluster against redis-cli --cluster create (add-node, rebalance).
 
 Usage (from the repository root):
 
     .venv/bin/python bench/create_bench.py [--rounds N] [--node-timeout MS ...] [--nodes N ...] [--build redis-7.0]
+                                           [--module redis_cluster|redis_cluster_create] [--grow]
 
 For every node timeout, every cluster size N and every round, each tool in turn gets N fresh, empty, cluster-enabled
 servers on loopback with that cluster-node-timeout, and forms them as N / 2 masters with one replica each: the module
@@ -18,6 +19,13 @@ Measured per run:
   redis-cli serving  time from starting redis-cli until every one of its N nodes reports cluster_state:ok
                      (CLUSTER INFO of all N nodes, over connections opened beforehand, every 10 ms
                      after redis-cli returns)
+
+--module picks the module that forms the cluster: redis_cluster (the default; site.yml's) or redis_cluster_create.
+
+--grow measures growing instead: each tool's N servers start with the first N / 2 formed into a cluster (not timed);
+the module is one redis_cluster task with all N nodes (new masters, their replicas, the slots rebalanced onto the
+new masters); redis-cli runs `--cluster add-node` for each new master, `--cluster rebalance --cluster-use-empty-masters`,
+then `--cluster add-node --cluster-slave` for each new replica, as the guides do. The columns keep their names.
 
 The curve of issue 19 (how the cost grows with the cluster):
 
@@ -59,11 +67,11 @@ def states(servers: List[RedisServer]) -> Dict[str, str]:
     return {server.address: cluster_info(server).get('cluster_state', '?') for server in servers}
 
 
-def run_module_create(servers: List[RedisServer]) -> Dict[str, float]:
-    wall, result = run_single_task('redis_cluster_create', timeout=TOOL_TIMEOUT, nodes=[server.node for server in servers], replicas=REPLICAS,
+def run_module_create(servers: List[RedisServer], module: str = 'redis_cluster') -> Dict[str, float]:
+    wall, result = run_single_task(module, timeout=TOOL_TIMEOUT, nodes=[server.node for server in servers], replicas=REPLICAS,
                                    wait_timeout=SERVING_TIMEOUT)
-    assert not result.get('failed'), f'redis_cluster_create failed: {result.get("msg")}'
-    assert result.get('changed'), f'redis_cluster_create changed nothing: {result}'
+    assert not result.get('failed'), f'{module} failed: {result.get("msg")}'
+    assert result.get('changed'), f'{module} changed nothing: {result}'
     seen = states(servers)
     assert all(state == 'ok' for state in seen.values()), f'module returned before every node was ok: {seen}'
     return {'module_duration': float(result['duration']), 'module_playbook': wall}
@@ -108,9 +116,35 @@ def run_cli_create(build: ServerBuild, servers: List[RedisServer]) -> Dict[str, 
     return {'cli_return': returned, 'cli_serving': serving}
 
 
-def one_round(build: ServerBuild, nodes: int, node_timeout: int, module_first: bool) -> Dict[str, float]:
-    """Each tool forms N servers of its own while no other servers of this round run: a formed cluster of a hundred
-    nodes keeps the cores busy with its gossip, which would slow whichever tool went second."""
+def run_cli_grow(build: ServerBuild, servers: List[RedisServer], formed: int) -> Dict[str, float]:
+    """redis-cli grows the cluster of servers[:formed] to all of them: masters added, slots rebalanced, replicas added."""
+    seed = servers[0].address
+    joining = servers[formed:]
+    masters = joining[:len(joining) // (REPLICAS + 1)]
+    commands = [[build.cli, '--cluster', 'add-node', server.address, seed] for server in masters]
+    commands.append([build.cli, '--cluster', 'rebalance', seed, '--cluster-use-empty-masters'])
+    commands += [[build.cli, '--cluster', 'add-node', server.address, seed, '--cluster-slave'] for server in joining[len(masters):]]
+    watch = ServingWatch(servers)
+    try:
+        started = time.monotonic()
+        for command in commands:
+            completed = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+            assert completed.returncode == 0, f'{" ".join(command)} failed ({completed.returncode}):\n{completed.stdout}{completed.stderr}'
+        returned = time.monotonic() - started
+        while watch.not_serving():
+            if time.monotonic() - started > SERVING_TIMEOUT:
+                raise AssertionError(f'redis-cli cluster not serving after {SERVING_TIMEOUT} s: {states(servers)}')
+            time.sleep(POLL_INTERVAL)
+        serving = time.monotonic() - started
+    finally:
+        watch.close()
+    return {'cli_return': returned, 'cli_serving': serving}
+
+
+def one_round(build: ServerBuild, nodes: int, node_timeout: int, module_first: bool, module: str = 'redis_cluster',
+              grow: bool = False) -> Dict[str, float]:
+    """Each tool forms (or grows) N servers of its own while no other servers of this round run: a formed cluster of a
+    hundred nodes keeps the cores busy with its gossip, which would slow whichever tool went second."""
     figures: Dict[str, float] = {}
     for tool in ('module', 'cli') if module_first else ('cli', 'module'):
         # A new allocator hands out the ports the last servers freed: a curve up to hundreds of nodes would otherwise
@@ -119,7 +153,12 @@ def one_round(build: ServerBuild, nodes: int, node_timeout: int, module_first: b
         try:
             servers = factory.start(nodes, **{'cluster-node-timeout': str(node_timeout)})
             time.sleep(WRITABLE_DELAY_PAUSE)
-            figures.update(run_module_create(servers) if tool == 'module' else run_cli_create(build, servers))
+            if grow:
+                formed = nodes // 2
+                run_module_create(servers[:formed], 'redis_cluster_create')
+                figures.update(run_module_create(servers, 'redis_cluster') if tool == 'module' else run_cli_grow(build, servers, formed))
+            else:
+                figures.update(run_module_create(servers, module) if tool == 'module' else run_cli_create(build, servers))
         finally:
             factory.close()
     return figures
@@ -129,10 +168,10 @@ def ratio(numerator: float, denominator: float) -> str:
     return f'{numerator / denominator:.2f}x' if denominator > 0 else 'n/a'
 
 
-def print_table(build: ServerBuild, node_timeout: int, by_size: List[Tuple[int, List[Dict[str, float]]]]) -> None:
+def print_table(build: ServerBuild, node_timeout: int, by_size: List[Tuple[int, List[Dict[str, float]]]], what: str) -> None:
     rounds = len(by_size[0][1])
     print()
-    print(f'### {build.name}, cluster-node-timeout {node_timeout} ms, {rounds} rounds (medians, seconds)')
+    print(f'### {build.name}, {what}, cluster-node-timeout {node_timeout} ms, {rounds} rounds (medians, seconds)')
     print()
     print('| nodes | module duration | module ansible-playbook wall | redis-cli return | redis-cli serving '
           '| redis-cli serving / module duration | redis-cli serving / module playbook wall |')
@@ -155,6 +194,9 @@ def main() -> int:
     parser.add_argument('--nodes', type=int, nargs='+', default=[6], metavar='N',
                         help='cluster sizes, nodes per tool, even and at least 6 (default: 6)')
     parser.add_argument('--build', default='redis-7.0', help='server build from `tools/redis-servers list` (default redis-7.0)')
+    parser.add_argument('--module', default='redis_cluster', choices=['redis_cluster', 'redis_cluster_create'],
+                        help='the module that forms the cluster (default redis_cluster)')
+    parser.add_argument('--grow', action='store_true', help='grow a cluster of N / 2 nodes to N instead of forming N')
     args = parser.parse_args()
     for nodes in args.nodes:
         if nodes < 6 or nodes % 2:
@@ -165,7 +207,8 @@ def main() -> int:
         parser.error(f'{args.build} is not installed; available: {", ".join(sorted(builds))}')
     build = builds[args.build]
 
-    print(f'{build.name}: {build.server}, {build.cli}; {", ".join(map(str, args.nodes))} nodes per tool, replicas={REPLICAS}')
+    what = 'growing N / 2 to N nodes with redis_cluster' if args.grow else f'forming N nodes with {args.module}'
+    print(f'{build.name}: {build.server}, {build.cli}; {what}; {", ".join(map(str, args.nodes))} nodes per tool, replicas={REPLICAS}')
     tables = []
     for node_timeout in args.node_timeout:
         by_size = []
@@ -173,7 +216,7 @@ def main() -> int:
             rounds = []
             for index in range(args.rounds):
                 module_first = index % 2 == 0
-                figures = one_round(build, nodes, node_timeout, module_first)
+                figures = one_round(build, nodes, node_timeout, module_first, args.module, args.grow)
                 rounds.append(figures)
                 print(f'node-timeout {node_timeout}, {nodes} nodes, round {index + 1} ({"module" if module_first else "redis-cli"} first): '
                       + ', '.join(f'{column} {figures[column]:.3f}' for column in COLUMNS))
@@ -181,7 +224,7 @@ def main() -> int:
             by_size.append((nodes, rounds))
         tables.append((node_timeout, by_size))
     for node_timeout, by_size in tables:
-        print_table(build, node_timeout, by_size)
+        print_table(build, node_timeout, by_size, what)
     return 0
 
 
