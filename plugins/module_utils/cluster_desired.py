@@ -382,11 +382,19 @@ def wanted_nodes(nodes: Sequence[Dict]) -> List[WantedNode]:
 
 def _probe(pool: NodePool, wanted: Sequence[WantedNode]) -> Tuple[Dict[str, NodeState], Dict[str, str]]:
     """Every node of the description read in one round trip: the states, and why the others did not answer."""
-    clients = [pool.get(node.spec.host, node.spec.port) for node in wanted]
-    read, errors = read_each(clients, with_config=True)
     states: Dict[str, NodeState] = {}
     unreachable: Dict[str, str] = {}
-    for node, client in zip(wanted, clients):
+    clients = {}
+    for node in wanted:
+        try:
+            clients[node.address] = pool.get(node.spec.host, node.spec.port)
+        except NodeError as exc:
+            unreachable[node.address] = exc.reason
+    read, errors = read_each(clients.values(), with_config=True)
+    for node in wanted:
+        client = clients.get(node.address)
+        if client is None:
+            continue
         if client.address in read:
             states[node.address] = read[client.address]
             continue
@@ -585,7 +593,7 @@ def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: Mig
         for address in target.leaving:
             host, port = split_address(address)
             ensure_absent(pool, dict(host=seed.myself.host, port=seed.myself.port), dict(host=host, port=port), wait_timeout, False)
-        final = wait_for_agreement([pool.get(*split_address(address)) for address in target.specs], wait_timeout)
+        final = wait_for_agreement([states[node.address].client for node in wanted], wait_timeout)
     except (ClusterError, NodeError) as exc:
         raise ClusterError(f'{exc}; the run stopped part-way: run it again to complete it (the plan is made again from what it left)',
                            changed=True) from exc
