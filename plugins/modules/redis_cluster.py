@@ -167,7 +167,7 @@ steps:
   description:
     - What was done (or, in check mode, would be done), in order. Each names its nodes. C(step) is one of C(create),
       C(takeover), C(forget), C(join), C(replicate), C(rebalance) or C(drain) (with C(moves), each a source, target and
-      slot count).
+      slot count). C(create) counts its actions by kind (C(addslots), C(set_config_epoch), C(meet), C(replicate)).
   returned: always
   type: list
   elements: dict
