@@ -55,7 +55,7 @@ options:
         type: str
         choices: [master, replica]
       weight:
-        description: Relative share of the slots this node gets as a master (1 when not given; 0 empties it).
+        description: Relative share of the slots this node gets as a master (1 when not given). 0 moves its slots to the other masters and makes it a replica.
         type: float
   replicas:
     description: Replicas per master.
