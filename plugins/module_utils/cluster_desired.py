@@ -407,9 +407,8 @@ def _probe(pool: NodePool, wanted: Sequence[WantedNode]) -> Tuple[Dict[str, Node
 
 def _formed_seed(states: Dict[str, NodeState]) -> Optional[NodeState]:
     """A listed node whose view has masters owning every slot; refused when two such views are different clusters."""
-    formed = [state for state in states.values()
-              if sum(node.slot_count for node in state.view.masters()) + sum(node.slot_count for node in state.view.nodes.values()
-                                                                            if 'noaddr' in node.flags) >= SLOT_COUNT]
+    # A ghost (no address any more) is still listed as a master owning its slots until its replica takes them over.
+    formed = [state for state in states.values() if sum(node.slot_count for node in state.view.masters()) >= SLOT_COUNT]
     if not formed:
         return None
     seed = max(formed, key=lambda state: len(state.view.members()))
@@ -546,8 +545,8 @@ def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: Mig
     steps += [dict(step='replicate', node=replica, master=master) for replica, master in target.replicate]
     moves = _simulated_moves(target, members, threshold, rebalance)
     if moves:
-        steps.append(dict(step='rebalance' if rebalance else 'drain', moves=[dict(source=move['source'], target=move['target'],
-                                                                              slot_count=move['slot_count']) for move in moves]))
+        planned = [dict(source=move['source'], target=move['target'], slot_count=move['slot_count']) for move in moves]
+        steps.append(dict(step='rebalance' if rebalance else 'drain', moves=planned))
     steps += [dict(step='replicate', node=replica, master=master) for replica, master in target.rehome]
     steps += [dict(step='forget', node=address, reason='removed', role='replica' if members[address].master else 'master')
               for address in target.leaving]
