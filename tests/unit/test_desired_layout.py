@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: hashslot.redis contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""plan_target: the same description gives the same layout from every state a run can stop in, and the zone rules
+"""plan_target (redis_cluster's planner): the same description gives the same layout from every state a run can stop in, and the zone rules
 hold (checked against an independent brute force)."""
 
 from __future__ import annotations
