@@ -596,6 +596,7 @@ def test_atomic_jobs_of_a_killed_run_are_waited_for_then_the_rest_is_moved(build
         process = start_tasks([{'hashslot.redis.redis_cluster_reshard': {'node': cluster[0].node}}], servers.root)
         # The run starts a job per source one after the other: kill it once every source's job is in flight (killed
         # after the first only, the one job seen may be the one cancelled below, and the test would see none to wait for).
+
         def every_source_in_flight():
             jobs = export_jobs(sources) if process.poll() is None else []
             return jobs if {job['node'] for job in jobs} >= {server.address for server in sources} else None
