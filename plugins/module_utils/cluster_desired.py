@@ -476,6 +476,39 @@ def _replicate(pool: NodePool, pairs: Sequence[Tuple[str, str]], seed: NodeState
         pool.get(host, port).call('CLUSTER', 'REPLICATE', master_node.id)
 
 
+def _replicas_in_place(pool: NodePool, target: Target, seed: NodeState, wait_timeout: float) -> List[Tuple[str, str, str]]:
+    """After the moves: every replica of the plan follows the master the plan gave it (the re-homed ones included).
+
+    Redis and Valkey move replicas on their own while slots move: a replica whose master is seen to lose its last
+    slot (a new master's first slots, contested by a stale claim of their source) follows the claimant, and replica
+    migration takes one to an orphaned master. What each replica says of itself is read, and each one elsewhere is
+    sent back; the result names those the cluster had moved (replica, where it was, where the plan puts it)."""
+    moved: List[Tuple[str, str, str]] = []
+    planned_rehome = set(target.rehome)
+    for attempt in range(3):
+        clients = [pool.get(*split_address(address)) for address in target.replicas]
+        states, errors = read_each(clients)
+        if errors:
+            raise next(iter(errors.values()))
+        pairs = []
+        for address, client in zip(target.replicas, clients):
+            state = states[client.address]
+            master = state.view.nodes.get(state.myself.master_id) if state.myself.is_replica else None
+            if master is None or master.address != target.replicas[address]:
+                pairs.append((address, target.replicas[address]))
+                if (address, target.replicas[address]) not in planned_rehome:
+                    moved.append((address, master.address if master is not None else 'none', target.replicas[address]))
+        if not pairs:
+            break
+        if attempt == 2:
+            raise ClusterError('the replicas keep leaving the masters the plan gives them: ' +
+                               ', '.join(f'{replica} -> {master}' for replica, master in pairs))
+        _replicate(pool, pairs, seed)
+        planned_rehome.update(pairs)
+        wait_for_agreement([seed.client] + [client for client in clients if client.address != seed.address], wait_timeout)
+    return moved
+
+
 def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: MigrationSettings, remove: Sequence[str] = (),
              prune: bool = False, join_role: str = 'auto', rebalance: bool = True, threshold: float = 2.0, method: str = 'auto',
              wait_timeout: float = 120.0, check_mode: bool = False, allow_master_without_replica: bool = False) -> Dict:
@@ -587,8 +620,9 @@ def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: Mig
             result['changed'] = result['changed'] or moved['changed']
             result.update(moves=moved['moves'], moved_slots=moved.get('moved_slots', 0), moved_keys=moved.get('moved_keys', 0),
                           method=moved.get('method', method))
-        if target.rehome:
-            _replicate(pool, target.rehome, seed)
+        for replica, was, master in _replicas_in_place(pool, target, seed, wait_timeout):
+            warnings.append(f'{replica}: the cluster moved it to {was} while the slots moved (replica migration); put back under {master}')
+            result['changed'] = True
         for address in target.leaving:
             host, port = split_address(address)
             ensure_absent(pool, dict(host=seed.myself.host, port=seed.myself.port), dict(host=host, port=port), wait_timeout, False)

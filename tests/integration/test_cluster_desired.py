@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Dict, List, Tuple
 
@@ -86,11 +87,43 @@ def test_forms_grows_and_is_idempotent(first_build_servers):
     assert again['changed'] is False and again['steps'] == [], again
 
 
+def _owned(node: RedisServer) -> int:
+    for line in raw_command(node, 'CLUSTER', 'NODES').splitlines():
+        if 'myself' in line:
+            return sum(int(item.partition('-')[2] or item) - int(item.partition('-')[0]) + 1
+                       for item in line.split()[8:] if not item.startswith('['))
+    return 0
+
+
+class ReplicaMover(threading.Thread):
+    """What Redis did to the molecule scale-out once (a replica of a new master following a source of its first slots):
+    while the new master owns its first slots, its replica is sent to `elsewhere`. Bounded: it gives up after 60 s."""
+
+    def __init__(self, master: RedisServer, replica: RedisServer, elsewhere: RedisServer):
+        super().__init__(daemon=True)
+        self.master, self.replica, self.elsewhere = master, replica, elsewhere
+        self.moved_at = None
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        master_id = raw_command(self.master, 'CLUSTER', 'MYID')
+        deadline = time.monotonic() + 60
+        while not self.halt.is_set() and time.monotonic() < deadline:
+            owned = _owned(self.master)
+            if 0 < owned < 2048 and master_id in raw_command(self.replica, 'CLUSTER', 'NODES').split('myself', 1)[1].split('\n', 1)[0]:
+                raw_command(self.replica, 'CLUSTER', 'REPLICATE', raw_command(self.elsewhere, 'CLUSTER', 'MYID'))
+                self.moved_at = owned
+                return
+            time.sleep(0.005)
+
+
 @pytest.mark.parametrize('stop', ['uninterrupted', 'first master joined', 'some replicas', 'mid-rebalance'])
 def test_scale_out_from_every_stop_gives_the_same_layout(first_build_servers, stop):
     """A cluster of 6 grows to 8 (a new shard); the run is stopped (the state made by hand) at each step boundary, the
     next run completes it: the layout is the one planned before the run started, and no acknowledged write is lost.
-    ('some replicas' has every new node met, so it is also the stop after the masters joined.)"""
+    ('some replicas' has every new node met, so it is also the stop after the masters joined.) The uninterrupted run
+    has the new replica moved to an old master while the new master owns its first slots, as Redis moved it once:
+    the run puts it back and says so."""
     nodes = first_build_servers.start(8)
     formed = converge(nodes[:6])
     assert not formed.get('failed'), formed
@@ -115,10 +148,22 @@ def test_scale_out_from_every_stop_gives_the_same_layout(first_build_servers, st
             target_id = raw_command(new_masters[0], 'CLUSTER', 'MYID')
             raw_command(new_masters[0], 'CLUSTER', 'SETSLOT', 300, 'IMPORTING', raw_command(source, 'CLUSTER', 'MYID'))
             raw_command(source, 'CLUSTER', 'SETSLOT', 300, 'MIGRATING', target_id)
+    mover = None
+    if stop == 'uninterrupted':
+        pair = next(step for step in plan['steps'] if step['step'] == 'replicate' and step['master'] == new_masters[0].address)
+        elsewhere = next(node for node in nodes[:6] if _owned(node))
+        mover = ReplicaMover(new_masters[0], by_address(nodes, pair['node']), elsewhere)
+        mover.start()
     result = converge(nodes)
+    if mover is not None:
+        mover.halt.set()
+        mover.join()
     again = converge(nodes)
     ledger.stop()
     assert not result.get('failed'), result
+    if mover is not None:
+        assert mover.moved_at is not None, 'the rebalance ended before the replica could be moved: it must be slower'
+        assert any('the cluster moved it' in warning for warning in result['warnings']), result['warnings']
     assert again['changed'] is False, again['steps']
     assert ledger.lost() == {}
     assert (layout(nodes)[:2]) == planned_layout(nodes, plan['diff']['after']), stop
