@@ -10,7 +10,8 @@ import time
 from typing import Any, Callable, Dict, List
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import ClusterError
-from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, parse_info, server_identity
+from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterView, format_ranges
 
 POLL_SECONDS = 0.05
 
@@ -30,10 +31,25 @@ def _saves(persistence: Dict[str, str]) -> int:
     return int(persistence.get('rdb_saves', persistence.get('rdb_last_save_time', '0')))
 
 
+def _identity(client: Any) -> Dict[str, Any]:
+    """Which server the node is and, in a cluster, its id and the slots it owns: what a backup's manifest records."""
+    server_info, cluster_info = client.pipeline([('INFO', 'server'), ('INFO', 'cluster')])
+    for reply in (server_info, cluster_info):
+        if isinstance(reply, Exception):
+            raise NodeError(client.address, f'INFO failed: {reply}')
+    server, version = server_identity(parse_info(server_info))
+    identity: Dict[str, Any] = dict(server=server, version=version, node_id=None, slots=[])
+    if parse_info(cluster_info).get('cluster_enabled') == '1':
+        myself = ClusterView.parse(client.address, client.call('CLUSTER', 'NODES')).myself
+        identity.update(node_id=myself.id, slots=format_ranges(myself.slots))
+    return identity
+
+
 def take_snapshot(client: Any, wait_timeout: float, check_mode: bool, clock: Callable[[], float] = time.monotonic) -> Dict[str, Any]:
+    identity = _identity(client)
     before = _persistence(client)
     path = posixpath.join(_config(client, 'dir'), _config(client, 'dbfilename'))
-    result: Dict[str, Any] = dict(changed=True, path=path, node=client.address)
+    result: Dict[str, Any] = dict(changed=True, path=path, node=client.address, **identity)
     if check_mode:
         result.update(last_save_time=int(before.get('rdb_last_save_time', '0')))
         return result
@@ -56,6 +72,12 @@ def take_snapshot(client: Any, wait_timeout: float, check_mode: bool, clock: Cal
                 raise ClusterError(f'{client.address}: the background save failed (rdb_last_bgsave_status:{now.get("rdb_last_bgsave_status")}); '
                                    'see the server log (disk full, permissions of the data directory?)')
             result.update(last_save_time=int(now.get('rdb_last_save_time', '0')), duration=round(clock() - started, 3))
+            # The slots the file holds keys of: those the node owned while it saved. A slot that came or went meanwhile
+            # would make the backup's layout say something the file does not hold.
+            slots_after = _identity(client)['slots']
+            if slots_after != identity['slots']:
+                raise ClusterError(f'{client.address}: its slots changed while the snapshot was taken ({", ".join(identity["slots"]) or "none"} '
+                                   f'-> {", ".join(slots_after) or "none"}); take the backup again once no slot is moving', changed=True)
             return result
         if clock() > started + wait_timeout:
             raise ClusterError(f'{client.address}: the snapshot did not finish within {wait_timeout:g} s '

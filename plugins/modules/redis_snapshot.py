@@ -60,6 +60,27 @@ last_save_time:
   description: Unix time of the last successful save (in check mode, the one before the task).
   returned: always
   type: int
+node_id:
+  description: The node's cluster id (null when cluster support is off).
+  returned: always
+  type: str
+slots:
+  description:
+    - The slots the node owned while it saved (ranges such as C(0-5460)), so the file holds the keys of these slots.
+      The task fails when they changed between the request and the end of the save (a slot moving meanwhile).
+  returned: always
+  type: list
+  elements: str
+  sample: ["0-5460"]
+server:
+  description: C(redis) or C(valkey).
+  returned: always
+  type: str
+version:
+  description: The server's version.
+  returned: always
+  type: str
+  sample: 8.1.1
 duration:
   description: Seconds from the request until the snapshot was on disk.
   returned: when a snapshot was taken

@@ -29,6 +29,7 @@ def test_snapshot_written_and_valid(build, servers):
     taken = run_module('redis_snapshot', node=server.node)
     assert not taken.get('failed'), taken
     assert taken['changed'] is True and taken['path'] == path and taken['duration'] >= 0
+    assert taken['node_id'] is None and taken['slots'] == [] and taken['server'] == build.flavor, taken
     assert int(persistence(server)['rdb_saves']) == saves + 1
     check_rdb = os.path.join(os.path.dirname(build.server), os.path.basename(build.server).replace('-server', '-check-rdb'))
     checked = subprocess.run([check_rdb, path], capture_output=True, text=True, check=False)
@@ -44,3 +45,13 @@ def test_unreachable_node_named(build, servers):
     server.stop()
     result = run_module('redis_snapshot', node=server.node)
     assert result['failed'] is True and server.address in result['msg']
+
+
+@pytest.mark.one_build
+def test_cluster_node_says_which_slots_its_file_holds(build, servers):
+    server, = servers.start(1)
+    raw_command(server, 'CLUSTER', 'ADDSLOTS', *range(100, 200), 7000)
+    taken = run_module('redis_snapshot', node=server.node)
+    assert not taken.get('failed'), taken
+    assert taken['node_id'] == raw_command(server, 'CLUSTER', 'MYID') and taken['slots'] == ['100-199', '7000'], taken
+    assert taken['version'] and taken['server'] == build.flavor
