@@ -338,7 +338,9 @@ def plan_target(wanted: Sequence[WantedNode], replicas: int, members: Dict[str, 
         if address in members and members[address].slots:
             weights[address] = 0.0
     return Target(masters=masters, replicas=final, joins=joins_masters + joins_replicas, replicate=replicate, rehome=rehome,
-                  leaving=[address for address in sorted(leaving_set) if address in members], weights=weights, specs=specs,
+                  # Replicas before masters: a master is forgotten once no replica follows it, and its own may be leaving too.
+                  leaving=sorted((address for address in leaving_set if address in members), key=lambda address: (not members[address].master, address)),
+                  weights=weights, specs=specs,
                   problems=problems, warnings=warnings)
 
 

@@ -209,6 +209,11 @@ def test_leaving_masters_drain_and_their_replicas_rehome():
     assert [pair[0] for pair in target.rehome] == [own_replica]
     assert sum(1 for owner in target.replicas.values() if owner == target.rehome[0][1]) == 2
     assert sum(end - start + 1 for start, end in split_slots_evenly(4)) == SLOT_COUNT
+    # A master and its replica leaving together: the replica goes first (a master is forgotten once none follows it),
+    # whatever their addresses' order.
+    for leaving in ([master, own_replica], [own_replica, master]):
+        both = plan_target([WantedNode(spec) for spec in specs if spec.address not in leaving], 1, members, leaving)
+        assert both.leaving == [own_replica, master] and both.rehome == []
 
 
 def test_a_master_described_with_weight_zero_gives_its_slots_away_and_becomes_a_replica():
