@@ -146,9 +146,9 @@ def _pairs(value: Any) -> List[Tuple[Any, Any]]:
         return list(value.items())
     items = list(value)
     if items and isinstance(items[0], (tuple, list)):
-        return [(first, second) for first, second in items]
+        return [tuple(pair) for pair in items]
     if len(items) % 2:
-        raise ValueError('a flat list of pairs has an even length')
+        raise ValueError(f'a flat list of pairs must have an even length, not {len(items)}')
     return list(zip(items[0::2], items[1::2]))
 
 
@@ -441,6 +441,11 @@ class _Source:
     def length(self) -> int:
         return self._length(self.byte())
 
+    def lengths(self, count: int) -> None:
+        """Pass over `count` lengths (ids and counters nothing here needs)."""
+        for dummy in range(count):
+            self._length(self.byte())
+
     def _length(self, first: int) -> int:
         kind = first >> 6
         if kind == 0:
@@ -528,7 +533,6 @@ class RdbReader:
         self.opcodes: Dict[int, int] = {}  # how many of each opcode (not the AUX fields of the header): what a server writes
         self.type_names = dict(TYPE_NAMES)
         self._pending_type: Optional[int] = None
-        self.finished = False
 
     def read_header(self) -> Dict[str, Any]:
         """The magic and version, then the AUX fields up to the first other record (which is kept for records())."""
@@ -555,7 +559,6 @@ class RdbReader:
             if code != OPCODE_AUX:
                 self._pending_type = code
                 return self.header
-
             self._read_aux()
 
     @property
@@ -599,17 +602,16 @@ class RdbReader:
                 expire_ms = source.time_ms()
             elif code == OPCODE_EXPIRETIME:
                 expire_ms = _TIME_S.unpack(source.read(4))[0] * 1000
-            elif code in (OPCODE_IDLE, OPCODE_SELECTDB, OPCODE_RESIZEDB, OPCODE_SLOT_INFO, OPCODE_FREQ):
-                if code == OPCODE_SELECTDB:
-                    db = source.length()
-                elif code == OPCODE_RESIZEDB:
-                    self.resize_hints[db] = (source.length(), source.length())
-                elif code == OPCODE_SLOT_INFO:
-                    source.length(), source.length(), source.length()  # slot, keys, expires: sizes to preallocate
-                elif code == OPCODE_IDLE:
-                    source.length()
-                else:
-                    source.byte()
+            elif code == OPCODE_IDLE:
+                source.length()  # seconds since the key was last read or written (under an LRU maxmemory-policy)
+            elif code == OPCODE_FREQ:
+                source.byte()  # the key's access frequency counter (under an LFU maxmemory-policy)
+            elif code == OPCODE_SELECTDB:
+                db = source.length()
+            elif code == OPCODE_RESIZEDB:
+                self.resize_hints[db] = (source.length(), source.length())
+            elif code == OPCODE_SLOT_INFO:
+                source.lengths(3)  # slot, keys, expires: sizes to preallocate (Redis 7.4 and later)
             elif code == OPCODE_AUX:
                 self._read_aux()
             elif code == OPCODE_FUNCTION2:
@@ -628,7 +630,6 @@ class RdbReader:
             elif code == OPCODE_EOF:
                 if self.rdb_version >= 5:
                     self.checksum = source.read(8)[::-1].hex()
-                self.finished = True
                 return
             else:
                 what = 'FUNCTION_PRE_GA (functions of Redis 7.0 release candidates)' if code == OPCODE_FUNCTION_PRE_GA else 'unknown'
@@ -759,25 +760,19 @@ class RdbReader:
         for dummy in range(source.length()):  # listpacks, each after its master entry id
             source.skip_string()
             source.skip_string()
-        source.length()  # entries
-        source.length(), source.length()  # last id
+        source.lengths(3)  # entries, last id (ms, sequence)
         if code >= 19:
-            source.length(), source.length()  # first id
-            source.length(), source.length()  # the largest deleted id
-            source.length()  # entries ever added
+            source.lengths(5)  # first id, the largest deleted id, entries ever added
         for dummy in range(source.length()):  # consumer groups
             source.skip_string()
-            source.length(), source.length()  # last delivered id
-            if code >= 19:
-                source.length()  # entries read
-            for dummy in range(source.length()):  # the group's pending entries: id, delivery time, delivery count
+            source.lengths(3 if code >= 19 else 2)  # last delivered id, and from type 19 the entries read
+            for dummy_pending in range(source.length()):  # the group's pending entries: id, delivery time, delivery count
                 source.skip(16 + 8)
                 source.length()
-            for dummy in range(source.length()):  # consumers
+            for dummy_consumer in range(source.length()):
                 source.skip_string()
                 source.skip(16 if code >= 21 else 8)  # seen time, and from type 21 the active time
-                for dummy in range(source.length()):  # the consumer's pending ids
-                    source.skip(16)
+                source.skip(16 * source.length())  # the consumer's pending ids
 
     def _skip_module_value(self, start: int) -> None:
         source = self.source

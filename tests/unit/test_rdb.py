@@ -22,7 +22,7 @@ from ansible_collections.hashslot.redis.plugins.module_utils.rdb import (
 
 # What Redis 7.0 wrote for SET str:compressible ('abc' * 100): the LZF string encoding (0xC3), the compressed length
 # (14), the expanded length (300, in the 14-bit form), then the LZF data.
-REDIS_LZF_STRING = bytes.fromhex('c30e412c' '036162636' '1e0ff02e11507016263')
+REDIS_LZF_STRING = bytes.fromhex('c30e412c 0361626361 e0ff02 e11507 01 6263')
 
 
 def lzf_compress(data: bytes) -> bytes:
