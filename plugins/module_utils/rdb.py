@@ -25,20 +25,14 @@ import hashlib
 import heapq
 import itertools
 import struct
-import traceback
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import HAS_REDIS, REDIS_IMPORT_ERROR, NodeError
 from ansible_collections.hashslot.redis.plugins.module_utils.topology import SLOT_COUNT
 
-REDIS_CRC_IMPORT_ERROR: Optional[str] = None
-try:
-    from redis.crc import key_slot
-    HAS_REDIS_CRC = True
-except ImportError:
-    HAS_REDIS_CRC = False
-    REDIS_CRC_IMPORT_ERROR = traceback.format_exc()
+if HAS_REDIS:
+    from redis.crc import key_slot  # the cluster's CRC16 and hash tags (redis_client guards the import of redis-py)
 
 KINDS = ('string', 'list', 'set', 'zset', 'hash', 'stream', 'module')
 # The kinds whose values are compared; a stream or a module value is counted and skipped.
@@ -234,51 +228,53 @@ def _int_text(value: int) -> bytes:
     return str(value).encode('ascii')
 
 
-def ziplist_items(blob: bytes) -> List[bytes]:
-    """The entries of a ziplist (RDB 4 to 9 lists, hashes and sorted sets), integers as their decimal text."""
-    if len(blob) < 11:
-        raise ValueError(f'a ziplist of {len(blob)} bytes is shorter than its header')
+def _packed_items(blob: bytes, what: str, header: int, entry: Callable[[bytes, int], Tuple[bytes, int]]) -> List[bytes]:
+    """The entries of a ziplist or a listpack: from the end of the header to the 0xFF end marker, each read by
+    entry(blob, position) -> (item, position of the next)."""
+    if len(blob) <= header:
+        raise ValueError(f'a {what} of {len(blob)} bytes is shorter than its header')
     items = []
-    position = 10
+    position = header
     size = len(blob)
     while True:
         if position >= size:
-            raise ValueError('the ziplist has no end marker')
+            raise ValueError(f'the {what} has no end marker')
         if blob[position] == 0xFF:
             return items
-        position += 5 if blob[position] == 0xFE else 1
-        if position >= size:
-            raise ValueError('a ziplist entry is cut short')
-        encoding = blob[position]
-        top = encoding >> 6
-        if top < 3:
-            if top == 0:
-                length, position = encoding & 0x3F, position + 1
-            elif top == 1:
-                length, position = ((encoding & 0x3F) << 8) | blob[position + 1], position + 2
-            else:
-                length, position = int.from_bytes(blob[position + 1:position + 5], 'big'), position + 5
-            item = blob[position:position + length]
-            position += length
-        else:
-            position += 1
-            if encoding == 0xC0:
-                item, position = _int_text(int.from_bytes(blob[position:position + 2], 'little', signed=True)), position + 2
-            elif encoding == 0xD0:
-                item, position = _int_text(int.from_bytes(blob[position:position + 4], 'little', signed=True)), position + 4
-            elif encoding == 0xE0:
-                item, position = _int_text(int.from_bytes(blob[position:position + 8], 'little', signed=True)), position + 8
-            elif encoding == 0xF0:
-                item, position = _int_text(int.from_bytes(blob[position:position + 3], 'little', signed=True)), position + 3
-            elif encoding == 0xFE:
-                item, position = _int_text(int.from_bytes(blob[position:position + 1], 'little', signed=True)), position + 1
-            elif 0xF1 <= encoding <= 0xFD:
-                item = _int_text((encoding & 0x0F) - 1)
-            else:
-                raise ValueError(f'unknown ziplist entry encoding 0x{encoding:02x}')
+        item, position = entry(blob, position)
         if position > size:
-            raise ValueError('a ziplist entry runs past the end')
+            raise ValueError(f'a {what} entry runs past the end')
         items.append(item)
+
+
+_ZIPLIST_INTS = {0xC0: 2, 0xD0: 4, 0xE0: 8, 0xF0: 3, 0xFE: 1}
+
+
+def _ziplist_entry(blob: bytes, position: int) -> Tuple[bytes, int]:
+    position += 5 if blob[position] == 0xFE else 1  # the previous entry's length, in 1 or 5 bytes
+    if position >= len(blob):
+        raise ValueError('a ziplist entry is cut short')
+    encoding = blob[position]
+    top = encoding >> 6
+    if top == 0:
+        length, position = encoding & 0x3F, position + 1
+    elif top == 1:
+        length, position = ((encoding & 0x3F) << 8) | blob[position + 1], position + 2
+    elif top == 2:
+        length, position = int.from_bytes(blob[position + 1:position + 5], 'big'), position + 5
+    elif encoding in _ZIPLIST_INTS:
+        width = _ZIPLIST_INTS[encoding]
+        return _int_text(int.from_bytes(blob[position + 1:position + 1 + width], 'little', signed=True)), position + 1 + width
+    elif 0xF1 <= encoding <= 0xFD:
+        return _int_text((encoding & 0x0F) - 1), position + 1
+    else:
+        raise ValueError(f'unknown ziplist entry encoding 0x{encoding:02x}')
+    return blob[position:position + length], position + length
+
+
+def ziplist_items(blob: bytes) -> List[bytes]:
+    """The entries of a ziplist (RDB 4 to 9 lists, hashes and sorted sets), integers as their decimal text."""
+    return _packed_items(blob, 'ziplist', 10, _ziplist_entry)
 
 
 def _backlen_size(size: int) -> int:
@@ -297,42 +293,33 @@ def _backlen_size(size: int) -> int:
 _LISTPACK_INTS = {0xF1: 2, 0xF2: 3, 0xF3: 4, 0xF4: 8}
 
 
+def _listpack_entry(blob: bytes, position: int) -> Tuple[bytes, int]:
+    encoding = blob[position]
+    if encoding < 0x80:
+        item, entry = _int_text(encoding), 1
+    elif encoding < 0xC0:
+        length = encoding & 0x3F
+        item, entry = blob[position + 1:position + 1 + length], 1 + length
+    elif encoding < 0xE0:
+        value = ((encoding & 0x1F) << 8) | blob[position + 1]
+        item, entry = _int_text(value - 8192 if value >= 4096 else value), 2
+    elif encoding < 0xF0:
+        length = ((encoding & 0x0F) << 8) | blob[position + 1]
+        item, entry = blob[position + 2:position + 2 + length], 2 + length
+    elif encoding == 0xF0:
+        length = int.from_bytes(blob[position + 1:position + 5], 'little')
+        item, entry = blob[position + 5:position + 5 + length], 5 + length
+    elif encoding in _LISTPACK_INTS:
+        width = _LISTPACK_INTS[encoding]
+        item, entry = _int_text(int.from_bytes(blob[position + 1:position + 1 + width], 'little', signed=True)), 1 + width
+    else:
+        raise ValueError(f'unknown listpack entry encoding 0x{encoding:02x}')
+    return item, position + entry + _backlen_size(entry)
+
+
 def listpack_items(blob: bytes) -> List[bytes]:
     """The entries of a listpack (RDB 10 and later), integers as their decimal text."""
-    if len(blob) < 7:
-        raise ValueError(f'a listpack of {len(blob)} bytes is shorter than its header')
-    items = []
-    position = 6
-    size = len(blob)
-    while True:
-        if position >= size:
-            raise ValueError('the listpack has no end marker')
-        encoding = blob[position]
-        if encoding < 0x80:
-            item, entry = _int_text(encoding), 1
-        elif encoding < 0xC0:
-            length = encoding & 0x3F
-            item, entry = blob[position + 1:position + 1 + length], 1 + length
-        elif encoding < 0xE0:
-            value = ((encoding & 0x1F) << 8) | blob[position + 1]
-            item, entry = _int_text(value - 8192 if value >= 4096 else value), 2
-        elif encoding < 0xF0:
-            length = ((encoding & 0x0F) << 8) | blob[position + 1]
-            item, entry = blob[position + 2:position + 2 + length], 2 + length
-        elif encoding == 0xF0:
-            length = int.from_bytes(blob[position + 1:position + 5], 'little')
-            item, entry = blob[position + 5:position + 5 + length], 5 + length
-        elif encoding in _LISTPACK_INTS:
-            width = _LISTPACK_INTS[encoding]
-            item, entry = _int_text(int.from_bytes(blob[position + 1:position + 1 + width], 'little', signed=True)), 1 + width
-        elif encoding == 0xFF:
-            return items
-        else:
-            raise ValueError(f'unknown listpack entry encoding 0x{encoding:02x}')
-        position += entry + _backlen_size(entry)
-        if position > size:
-            raise ValueError('a listpack entry runs past the end')
-        items.append(item)
+    return _packed_items(blob, 'listpack', 6, _listpack_entry)
 
 
 def intset_items(blob: bytes) -> List[bytes]:
@@ -857,8 +844,8 @@ def summarize_rdb(path: str, sample: int = 100) -> Dict[str, Any]:
     anywhere in the file. Only the candidates' values are decoded; the others are passed over undecoded, which is most
     of what makes the pass fast.
     """
-    if not HAS_REDIS_CRC:
-        raise RuntimeError(f'redis-py is required to map keys to cluster slots: {REDIS_CRC_IMPORT_ERROR}')
+    if not HAS_REDIS:
+        raise RuntimeError(f'redis-py is required to map keys to cluster slots: {REDIS_IMPORT_ERROR}')
     file_hash = hashlib.sha256()
     slots = [0] * SLOT_COUNT
     keys_by_db: Dict[int, int] = {}
