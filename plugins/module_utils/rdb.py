@@ -834,8 +834,10 @@ def summarize_rdb(path: str, sample: int = 100) -> Dict[str, Any]:
     Returns path, size, sha256 (of the whole file), magic, rdb_version, server ('redis' or 'valkey') and
     server_version (from the AUX fields), ctime (when the server wrote the file, unix seconds, or None), aux, keys (in
     all dbs), keys_by_db ({'0': count}), expires (keys with a TTL), kinds ({'string': count, ...}), slot_counts
-    ({'<slot>': count} for each cluster slot that holds keys, in slot order: exact, and at most 16384 entries),
-    slot_imports (Valkey 9: the slot imports in progress, whose keys the file holds), checksum (the CRC64 stored, hex,
+    ({'<slot>': count} for each cluster slot that holds keys, in slot order, all dbs together: exact, at most 16384),
+    slot_imports (Valkey 9: the slot imports in progress, [{name, ranges: [[start, end], ...]}]), importing_keys (the
+    keys in those slots: the file holds them and keys and slot_counts count them, while the DBSIZE of the server that
+    wrote it leaves them out until the import ends; its COUNTKEYSINSLOT counts them), checksum (the CRC64 stored, hex,
     not verified), trailing_bytes (after the checksum; 0 for a dump.rdb) and sample.
 
     sample: up to `sample` keys, each {key, key_base64, db, kind, expire_ms, digest}, sorted by db and key: the keys
@@ -888,7 +890,8 @@ def summarize_rdb(path: str, sample: int = 100) -> Dict[str, Any]:
         server=server, server_version=version, ctime=int(ctime) if ctime.lstrip('-').isdigit() else None, aux=reader.aux,
         keys=sum(keys_by_db.values()), keys_by_db={str(db): count for db, count in sorted(keys_by_db.items())}, expires=expires,
         kinds=dict(sorted(kinds.items())), slot_counts={str(slot): count for slot, count in enumerate(slots) if count},
-        slot_imports=reader.slot_imports, checksum=reader.checksum, trailing_bytes=trailing,
+        slot_imports=reader.slot_imports, importing_keys=sum(sum(slots[start:end + 1]) for job in reader.slot_imports for start, end in job['ranges']),
+        checksum=reader.checksum, trailing_bytes=trailing,
         sample=[item for dummy, dummy_key, dummy_index, item in sorted(kept, key=lambda kept_item: (kept_item[3]['db'], kept_item[1]))],
     )
 
