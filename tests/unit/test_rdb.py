@@ -294,7 +294,10 @@ def test_header_and_valkey_slot_imports(tmp_path):
     path = tmp_path / 'dump.rdb'
     path.write_bytes(data)
     summary = summarize_rdb(str(path))
-    assert summary['slot_imports'] == [{'name': 'j' * 40, 'ranges': [[0, 99], [200, 300]]}]
+    assert summary['slot_imports'] == [{'name': 'j' * 40, 'ranges': [[0, 99], [200, 300]]}] and summary['importing_keys'] == 0
+    # The keys in the slots of an import are counted apart.
+    path.write_bytes(data.replace(length(200) + length(300), length(7629) + length(7629)))
+    assert summarize_rdb(str(path))['importing_keys'] == 1 and key_slot(b'k') == 7629
     assert summary['checksum'] == '0807060504030201' and summary['ctime'] == 1765000000 and summary['sha256'] == hashlib.sha256(data).hexdigest()
     # Opcode 243 is Valkey's: in a REDIS file it is unknown.
     with pytest.raises(RdbError, match=r'at byte 43: opcode 243 \(0xf3\) unknown'):
