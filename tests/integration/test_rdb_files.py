@@ -79,7 +79,8 @@ def write_every_type(client, build):
     execute('ZADD', b'zset:long-member', 2, b'v' * 100, 3, b'w')
 
     execute('HSET', b'hash:small', b'f', b'v', b'n', 12345, b'neg', -1, b'empty', b'', b'bin', bytes(range(40)))
-    execute('HSET', b'hash:large', *[part for index in range(300) for part in (f'field-{index}'.encode(), str(index * 3).encode())])
+    # Above hash-max-listpack-entries (512; 128 for sets and sorted sets).
+    execute('HSET', b'hash:large', *[part for index in range(600) for part in (f'field-{index}'.encode(), str(index * 3).encode())])
     execute('HSET', b'hash:long-value', b'f', b'v' * 100)
 
     for index in range(10):
@@ -97,7 +98,7 @@ def write_every_type(client, build):
     if field_ttls(build):
         execute('HSET', b'hfe:small', b'a', 1, b'b', b'two', b'c', b'x' * 20)
         execute('HPEXPIRE', b'hfe:small', 3600000, 'FIELDS', 1, b'a')
-        execute('HSET', b'hfe:large', *[part for index in range(300) for part in (f'f{index}'.encode(), str(index).encode())])
+        execute('HSET', b'hfe:large', *[part for index in range(600) for part in (f'f{index}'.encode(), str(index).encode())])
         execute('HEXPIRE', b'hfe:large', 7200, 'FIELDS', 3, b'f1', b'f2', b'f299')
         execute('HSETEX', b'hfe:setex', 'EX', 3600, 'FIELDS', 2, b'f', b'v', b'g', 7)
         execute('HSET', b'hfe:setex', b'persistent', b'p')
