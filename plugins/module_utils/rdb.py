@@ -115,7 +115,11 @@ class RdbError(Exception):
 @dataclass(frozen=True)
 class RdbEntry:
     """One key as the file holds it. digest is value_digest() of the value; None for a stream or a module value,
-    which are counted but not compared."""
+    which are counted but not compared.
+
+    A server saves what it holds, expired or not: a key whose expire_ms had passed when the file was written, or a
+    hash field whose TTL had, but which the server had not yet removed, is in the file (and in the digest) while a
+    server that loads the file, and live_digest, no longer see it."""
     key: bytes
     kind: str
     db: int
@@ -659,13 +663,14 @@ class RdbReader:
         if code == 18:
             items: List[bytes] = []
             for dummy in range(source.length()):
+                node = source.offset
                 container = source.length()
                 if container == _QUICKLIST_PLAIN:
                     items.append(string())
                 elif container == _QUICKLIST_PACKED:
                     items += self._blob(listpack_items, 'quicklist listpack node')
                 else:
-                    raise source.error(f'quicklist node container {container} (1 plain, 2 packed)', source.offset - 1)
+                    raise source.error(f'quicklist node container {container} (1 plain, 2 packed)', node)
             return items
         if code == 20:
             return self._blob(listpack_items, 'listpack')
