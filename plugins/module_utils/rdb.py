@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: hashslot.redis contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A streaming reader of RDB files (Redis 2.x to 8.0, Valkey 7.2 to 9.x), without a server.
+"""A streaming reader of RDB files (Redis 2.6 to 8.0, Valkey 7.2 to 9.x), without a server.
 
 A backup is only as good as what can be proven about it: the backup playbook writes a manifest from the RDB files it
 fetched (keys per slot, the file's sha256, the digests of a sample of values) on the controller, where no server runs,
