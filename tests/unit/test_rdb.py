@@ -234,8 +234,8 @@ def test_hashes_with_field_ttls_digest_fields_and_values_only():
     redis = entries(rdb_file(
         record(24, b'metadata', struct.pack('<q', 1765000000000) + length(2) + length(0) + string(b'b') + string(b'two') + length(5) + string(b'a')
                + b'\xc0\x01'),
-        record(25, b'listpack-ex', struct.pack('<q', 1765000000000) + string(listpack(lp_text(b'a'), b'\x01', b'\xf4' + struct.pack('<q', 1765000000000),
-                                                                                       lp_text(b'b'), lp_text(b'two'), b'\x00'))),
+        record(25, b'listpack-ex', struct.pack('<q', 1765000000000) + string(listpack(
+            lp_text(b'a'), b'\x01', b'\xf4' + struct.pack('<q', 1765000000000), lp_text(b'b'), lp_text(b'two'), b'\x00'))),
         record(22, b'metadata-pre-ga', length(1) + length(1765000000000, '64') + string(b'a') + string(b'1')),
     ))
     assert [(entry.kind, entry.digest) for entry in redis[:2]] == [('hash', expected)] * 2
