@@ -838,7 +838,8 @@ def summarize_rdb(path: str, sample: int = 100) -> Dict[str, Any]:
 
     Returns path, size, sha256 (of the whole file), magic, rdb_version, server ('redis' or 'valkey') and
     server_version (from the AUX fields), ctime (when the server wrote the file, unix seconds, or None), aux, keys (in
-    all dbs), keys_by_db ({'0': count}), expires (keys with a TTL), kinds ({'string': count, ...}), slot_counts
+    all dbs), keys_by_db ({'0': count}), expires (keys with a TTL), expiring ({'<slot>': [expire_ms, ...]} of the keys with a TTL: a
+    restore's check counts a slot's keys less those whose TTL has ended), kinds ({'string': count, ...}), slot_counts
     ({'<slot>': count} for each cluster slot that holds keys, in slot order, all dbs together: exact, at most 16384),
     slot_imports (Valkey 9: the slot imports in progress, [{name, ranges: [[start, end], ...]}]), importing_keys (the
     keys in those slots: the file holds them and keys and slot_counts count them, while the DBSIZE of the server that
@@ -858,6 +859,7 @@ def summarize_rdb(path: str, sample: int = 100) -> Dict[str, Any]:
     keys_by_db: Dict[int, int] = {}
     kinds: Dict[str, int] = {}
     expires = 0
+    expiring: Dict[int, List[int]] = {}
     # heapq keeps its smallest item on top and the sample keeps the smallest ranks: ranks are negated, so that the
     # largest rank kept is the one on top, the one a smaller newcomer replaces.
     kept: List[Tuple[Tuple[int, int], bytes, int, Dict[str, Any]]] = []
@@ -881,6 +883,7 @@ def summarize_rdb(path: str, sample: int = 100) -> Dict[str, Any]:
             kinds[kind] = kinds.get(kind, 0) + 1
             if expire_ms is not None:
                 expires += 1
+                expiring.setdefault(key_slot(key), []).append(expire_ms)
             if sample > 0 and (value is not None or kind not in DIGESTED_KINDS):
                 rank, dummy = _sample_rank(key, db)
                 if len(kept) < sample or (-rank, -db) > kept[0][0]:
@@ -895,6 +898,7 @@ def summarize_rdb(path: str, sample: int = 100) -> Dict[str, Any]:
         server=server, server_version=version, ctime=int(ctime) if ctime.lstrip('-').isdigit() else None, aux=reader.aux,
         keys=sum(keys_by_db.values()), keys_by_db={str(db): count for db, count in sorted(keys_by_db.items())}, expires=expires,
         kinds=dict(sorted(kinds.items())), slot_counts={str(slot): count for slot, count in enumerate(slots) if count},
+        expiring={str(slot): sorted(times) for slot, times in sorted(expiring.items())},
         slot_imports=reader.slot_imports, importing_keys=sum(sum(slots[start:end + 1]) for job in reader.slot_imports for start, end in job['ranges']),
         checksum=reader.checksum, trailing_bytes=trailing,
         sample=[item for dummy, dummy_key, dummy_index, item in sorted(kept, key=lambda kept_item: (kept_item[3]['db'], kept_item[1]))],

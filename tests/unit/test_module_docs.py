@@ -38,10 +38,14 @@ def captured_argument_spec(name: str) -> dict:
     return captured
 
 
+# Modules that connect to no server (they take no login options, which module_defaults of the group would pass them).
+OFFLINE = ['redis_backup_manifest']
+
+
 def test_every_module_is_in_the_action_group():
     with open(os.path.join(REPO, 'meta', 'runtime.yml')) as handle:
         runtime = yaml.safe_load(handle)
-    assert sorted(runtime['action_groups']['redis']) == MODULES
+    assert sorted(runtime['action_groups']['redis']) == [name for name in MODULES if name not in OFFLINE]
 
 
 @pytest.mark.parametrize('name', MODULES)
