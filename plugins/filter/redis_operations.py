@@ -6,7 +6,8 @@
 playbook's variables were given), redis_cluster_summary (the lines that describe a cluster), redis_rolling_plan (the
 order of a rolling restart), redis_failover_choice (the replica to promote), redis_upgrade_conflicts and
 redis_upgrade_status (an upgrade's refusals and the nodes not on the wanted version yet), redis_backup_plan and
-redis_backup_files (what a backup snapshots and fetches).
+redis_backup_files (what a backup snapshots and fetches), redis_restore_steps and redis_restore_plan_text (what a
+restore does on each host, and its plan in words).
 
 The decisions about the cluster are module_utils' (rolling_restart, cluster_failover, upgrade, snapshot,
 cluster_report); these filters check their input and word the results. Each is documented in its own YAML file next
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.hashslot.redis.plugins.module_utils.backup import BackupError, restore_plan_lines, restore_steps
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_failover import FAILOVER_MODES, choose_replica
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_report import summary_lines
 from ansible_collections.hashslot.redis.plugins.module_utils.rolling_restart import plan_rolling_restart
@@ -139,9 +141,30 @@ def redis_backup_files(snapshots):
     return files
 
 
+def _plan(filter_name, plan):
+    _require(filter_name, plan, Mapping, "redis_restore's result with state=planned")
+    missing = [name for name in ('placements', 'empty', 'masters', 'replicas') if name not in plan]
+    if missing:
+        raise AnsibleFilterError(f'{filter_name} expects redis_restore\'s result with state=planned; it lacks {", ".join(missing)}')
+    return dict(plan)
+
+
+def redis_restore_steps(plan, instances, staging):
+    _require('redis_restore_steps', instances, list, "the inventory's instances (redis_instance_map)")
+    try:
+        return restore_steps(_plan('redis_restore_steps', plan), instances, str(staging).rstrip('/'))
+    except BackupError as exc:
+        raise AnsibleFilterError(f'redis_restore_steps: {exc}') from exc
+
+
+def redis_restore_plan_text(plan):
+    return '\n'.join(restore_plan_lines(_plan('redis_restore_plan_text', plan)))
+
+
 class FilterModule:
     def filters(self):
         return {'redis_given_vars': redis_given_vars, 'redis_cluster_summary': redis_cluster_summary,
                 'redis_rolling_plan': redis_rolling_plan, 'redis_failover_choice': redis_failover_choice,
                 'redis_upgrade_conflicts': redis_upgrade_conflicts, 'redis_upgrade_status': redis_upgrade_status,
-                'redis_backup_plan': redis_backup_plan, 'redis_backup_files': redis_backup_files}
+                'redis_backup_plan': redis_backup_plan, 'redis_backup_files': redis_backup_files,
+                'redis_restore_steps': redis_restore_steps, 'redis_restore_plan_text': redis_restore_plan_text}

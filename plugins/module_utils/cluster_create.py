@@ -62,7 +62,7 @@ def validate_specs(specs: Sequence[NodeSpec], replicas: int) -> None:
             f'give at least {MIN_MASTERS * (replicas + 1)} nodes or lower replicas')
 
 
-def probe_all(pool: NodePool, specs: Sequence[NodeSpec]) -> Dict[str, NodeState]:
+def probe_all(pool: NodePool, specs: Sequence[NodeSpec], what: str = 'create the cluster') -> Dict[str, NodeState]:
     """Read every node before anything is written; one message lists every node that is unfit."""
     clients = []
     failed: Dict[str, NodeError] = {}
@@ -75,7 +75,7 @@ def probe_all(pool: NodePool, specs: Sequence[NodeSpec]) -> Dict[str, NodeState]
     failed.update(errors)
     problems = [str(failed[spec.address]) for spec in specs if spec.address in failed]
     if problems:
-        raise ClusterError('cannot create the cluster, no node was changed: ' + '; '.join(problems))
+        raise ClusterError(f'cannot {what}, no node was changed: ' + '; '.join(problems))
     seen_ids: Dict[str, str] = {}
     for address, state in states.items():
         if state.node_id in seen_ids:
@@ -163,6 +163,13 @@ def plan_create(specs: Sequence[NodeSpec], replicas: int, states: Dict[str, Node
     actions: List[Dict] = []
     for master, wanted in _uncovered_shares(layout, owned):
         actions.append(dict(action='addslots', node=master, slots=format_ranges(slots_to_ranges(wanted))))
+    return layout, actions + joining_actions(specs, layout, states)
+
+
+def joining_actions(specs: Sequence[NodeSpec], layout, states: Dict[str, NodeState]) -> List[Dict]:
+    """Once the masters own their slots: distinct config epochs for the fresh nodes, the meetings not made yet, and
+    the replicas not attached yet (what both create and restore do)."""
+    actions: List[Dict] = []
     # Distinct config epochs avoid the collision-resolution rounds a fresh cluster otherwise goes through.
     epoch = max([state.view.myself.config_epoch for state in states.values()] + [0])
     for spec in specs:
@@ -181,7 +188,7 @@ def plan_create(specs: Sequence[NodeSpec], replicas: int, states: Dict[str, Node
         if current.is_replica and current.master_id == states[master].node_id:
             continue
         actions.append(dict(action='replicate', node=replica, master=master, master_id=states[master].node_id))
-    return layout, actions
+    return actions
 
 
 def _planned_entries(layout, specs: Sequence[NodeSpec], states: Dict[str, NodeState], actions: List[Dict]) -> List[Dict]:

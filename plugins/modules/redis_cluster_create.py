@@ -20,33 +20,12 @@ description:
     module returns only when every node agrees on the slot map and reports C(cluster_state:ok).
   - On a formed cluster nothing changes. A create interrupted half-way is completed by the next run.
 options:
-  nodes:
-    description:
-      - The nodes of the cluster. Masters are C(len(nodes) // (replicas + 1)), at least 3.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      host:
-        description: Host name or IP address of the node, as the other nodes reach it.
-        type: str
-        required: true
-      port:
-        description: Client port of the node.
-        type: int
-        default: 6379
-      zone:
-        description: Failure-domain label (availability zone, rack). Without it the host is the failure domain.
-        type: str
-  replicas:
-    description: Replicas per master.
-    type: int
-    default: 1
   wait_timeout:
     description: Seconds to wait for the nodes to meet and agree on the configuration.
     type: float
     default: 60
 extends_documentation_fragment:
+  - hashslot.redis.cluster_nodes
   - hashslot.redis.connection
 attributes:
   check_mode:

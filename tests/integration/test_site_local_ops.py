@@ -8,16 +8,19 @@ molecule scenarios `scale` and `default` (systemd containers).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import stat
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 
-from local_site import INVENTORY, PORTS, ZONES
+from load import AckLedger
+from local_site import INVENTORY, PORTS, ZONES, teardown
 from servers import port_command, port_serving
 from playbook import run_playbook
 
@@ -202,12 +205,33 @@ def test_backup_fetches_snapshots_redis_check_rdb_accepts(deployed, tmp_path):
     default_root = re.search(r'into (/\S+/backups)/[0-9]{8}T[0-9]{6}Z', blank.output)
     assert default_root and not os.path.exists(default_root.group(1)), blank.output[-3000:]
 
+    # Retention: an older complete backup and an incomplete one (no manifest: a run that failed) beside this run's.
+    for name, complete in (('20200101T000000Z', True), ('20200102T000000Z', False)):
+        os.makedirs(tmp_path / 'backups' / name)
+        if complete:
+            (tmp_path / 'backups' / name / 'manifest.json').write_text('{}')
     saves = {port: int(info(port, 'persistence')['rdb_saves']) for port in masters()}
-    result = play('backup', {'redis_backup_dir': str(tmp_path / 'backups')})
+    result = play('backup', {'redis_backup_dir': str(tmp_path / 'backups'), 'redis_backup_keep': 1})
     assert result.returncode == 0, result.output[-3000:]
     (stamp,) = os.listdir(tmp_path / 'backups')
     root = tmp_path / 'backups' / stamp
-    assert str(root) in result.output
+    assert str(root) in result.output and '20200101T000000Z' in result.output
+    # Readable by the owner only: every key and value of the cluster is in there.
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    for directory, folders, files in os.walk(root):
+        assert all(stat.S_IMODE(os.stat(os.path.join(directory, name)).st_mode) == 0o700 for name in folders)
+        assert all(stat.S_IMODE(os.stat(os.path.join(directory, name)).st_mode) == 0o600 for name in files), files
+    manifest = json.loads((root / 'manifest.json').read_text())
+    by_address = {entry['address']: entry for entry in manifest['files']}
+    assert sorted(by_address) == [f'127.0.0.1:{port}' for port in sorted(saves)]
+    for port in saves:
+        entry = by_address[f'127.0.0.1:{port}']
+        assert entry['file'] == f'localhost-{port}/dump.rdb' and entry['node_id'] == raw(port, 'CLUSTER', 'MYID')
+        assert entry['sha256'] == hashlib.sha256((root / entry['file']).read_bytes()).hexdigest()
+        # Nothing writes to the cluster here: the file's counts are the node's.
+        assert entry['keys'] == int(raw(port, 'DBSIZE')) and entry['version'] == info(port)['redis_version']
+        for slot, count in list(entry['slot_counts'].items())[:50]:
+            assert int(raw(port, 'CLUSTER', 'COUNTKEYSINSLOT', slot)) == count
     for port, count in saves.items():
         assert int(info(port, 'persistence')['rdb_saves']) > count, f'{port} did not save'
         folder = root / f'localhost-{port}'
@@ -217,3 +241,52 @@ def test_backup_fetches_snapshots_redis_check_rdb_accepts(deployed, tmp_path):
         assert 'myself,master' in (folder / f'nodes-{port}.conf').read_text()
     layout = json.loads((root / 'cluster.json').read_text())
     assert len(layout['nodes']) == 6 and len(layout['snapshots']) == 3
+
+
+def _values(keys, port=PORTS[0]):
+    client = redis.RedisCluster(host='127.0.0.1', port=port, decode_responses=True)
+    try:
+        pipe = client.pipeline()
+        for key in keys:
+            pipe.get(key)
+        return dict(zip(keys, pipe.execute()))
+    finally:
+        client.close()
+
+
+def test_restore_drill_every_key_acknowledged_before_the_backup_comes_back(deployed, tmp_path):
+    """Back up under writes, destroy the cluster (teardown), restore it with restore.yml, and compare; then restore the
+    same backup onto six other ports (another inventory's instances) and compare again."""
+    fill(5000, 'drill')
+    ledger = AckLedger([f'127.0.0.1:{port}' for port in PORTS], max_seconds=120, prefix='drill-ledger').start()
+    ledger.wait_for_writes(200)
+    before = dict(ledger.acknowledged)
+    backup = play('backup', {'redis_backup_dir': str(tmp_path / 'backups')})
+    ledger.stop()
+    assert backup.returncode == 0, backup.output[-3000:]
+    (stamp,) = os.listdir(tmp_path / 'backups')
+    root = tmp_path / 'backups' / stamp
+    expected = dict(before, **{f'drill:{number}': str(number) for number in range(5000)})
+
+    refused = play('restore', {'redis_restore_dir': str(root)})
+    assert refused.returncode != 0 and 'not empty' in refused.output and 'redis_restore_force' in refused.output, refused.output[-3000:]
+    planned = play('restore', {'redis_restore_dir': str(root), 'redis_restore_force': True}, check=True)
+    assert planned.returncode == 0 and 'loads localhost-' in planned.output, planned.output[-3000:]
+    assert 'TASK [Put each file in place' not in planned.output and 'TASK [Form the cluster' not in planned.output
+    assert _values(list(expected)[:100]) == dict(list(expected.items())[:100])
+
+    teardown()
+    restored = play('restore', {'redis_restore_dir': str(root)})
+    assert restored.returncode == 0, restored.output[-5000:]
+    assert 'sampled values compared, 0 differ' in restored.output
+    assert _values(list(expected)) == expected
+    assert sorted(masters()) == sorted(int(entry['address'].rsplit(':', 1)[1]) for entry in json.loads((root / 'manifest.json').read_text())['files'])
+
+    # The same backup onto other ports: six more instances of this machine, another cluster.
+    other = [{'port': port + 10, 'zone': ZONES[port]} for port in PORTS]
+    try:
+        elsewhere = play('restore', {'redis_restore_dir': str(root), 'redis_server_instances': other})
+        assert elsewhere.returncode == 0, elsewhere.output[-5000:]
+        assert _values(list(expected), port=other[0]['port']) == expected
+    finally:
+        teardown(other)
