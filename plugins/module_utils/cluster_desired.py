@@ -478,15 +478,17 @@ def _replicate(pool: NodePool, pairs: Sequence[Tuple[str, str]], seed: NodeState
         pool.get(host, port).call('CLUSTER', 'REPLICATE', master_node.id)
 
 
-def _replicas_in_place(pool: NodePool, target: Target, seed: NodeState, wait_timeout: float) -> List[Tuple[str, str, str]]:
-    """After the moves: every replica of the plan follows the master the plan gave it (the re-homed ones included).
+def _replicas_in_place(pool: NodePool, target: Target, seed: NodeState, wait_timeout: float,
+                       deferred: Sequence[Tuple[str, str]] = ()) -> List[Tuple[str, str, str]]:
+    """After the moves: every replica of the plan follows the master the plan gave it (the re-homed ones and the
+    `deferred` replicas of the new masters included).
 
     Redis and Valkey move replicas on their own while slots move: a replica whose master is seen to lose its last
     slot (a new master's first slots, contested by a stale claim of their source) follows the claimant, and replica
     migration takes one to an orphaned master. What each replica says of itself is read, and each one elsewhere is
     sent back; the result names those the cluster had moved (replica, where it was, where the plan puts it)."""
     moved: List[Tuple[str, str, str]] = []
-    planned_rehome = set(target.rehome)
+    planned_rehome = set(target.rehome) | set(deferred)
     for attempt in range(3):
         clients = [pool.get(*split_address(address)) for address in target.replicas]
         states, errors = read_each(clients)
@@ -577,12 +579,17 @@ def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: Mig
             steps.append(dict(step='takeover', node=ghost['replica'], ghost=ghost['node'], slot_count=ghost['slot_count']))
         steps.append(dict(step='forget', node=ghost['node'], reason='no address any more'))
     steps += [dict(step='join', node=address, role='master' if address in target.masters else 'replica') for address in target.joins]
-    steps += [dict(step='replicate', node=replica, master=master) for replica, master in target.replicate]
+    # A replica of a master that gets its first slots in this run attaches after the moves: attached to an empty
+    # master, Redis and Valkey send it to another master while the first slots arrive (a stale claim of a source seen to
+    # take the master's last slot back, then replica migration), as Redis 8.0 did in the scale scenario.
+    early = [(replica, master) for replica, master in target.replicate if master in members and members[master].slots]
+    late = [pair for pair in target.replicate if pair not in early]
+    steps += [dict(step='replicate', node=replica, master=master) for replica, master in early]
     moves = _simulated_moves(target, members, threshold, rebalance)
     if moves:
         planned = [dict(source=move['source'], target=move['target'], slot_count=move['slot_count']) for move in moves]
         steps.append(dict(step='rebalance' if rebalance else 'drain', moves=planned))
-    steps += [dict(step='replicate', node=replica, master=master) for replica, master in target.rehome]
+    steps += [dict(step='replicate', node=replica, master=master) for replica, master in late + target.rehome]
     steps += [dict(step='forget', node=address, reason='removed', role='replica' if members[address].master else 'master')
               for address in target.leaving]
     after_slots = _slots_after(target, members, moves)
@@ -604,15 +611,16 @@ def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: Mig
         live = [state for address, state in member_states.items()]
         if target.joins:
             meet_members(seed, [states[address] for address in target.joins], live, wait_timeout)
-        if target.replicate:
-            _replicate(pool, target.replicate, seed)
+        if early:
+            _replicate(pool, early, seed)
         everyone = [state.client for state in live] + [states[address].client for address in target.joins]
-        if target.joins or target.replicate:
+        if target.joins or early:
             wait_for_agreement(everyone, wait_timeout)
         moved = None
         if rebalance:
+            # The nodes that become replicas after the moves are empty masters until then: they get no slot.
             moved = reshard(pool, seed.myself.host, seed.myself.port, 'rebalance', settings, weights=target.weights, threshold=threshold,
-                            use_empty_masters=True, wait_timeout=wait_timeout, method=method)
+                            use_empty_masters=True, wait_timeout=wait_timeout, method=method, spare=[replica for replica, dummy in late])
         else:
             for address in [address for address, weight in target.weights.items() if weight == 0]:
                 host, port = split_address(address)
@@ -622,7 +630,7 @@ def converge(pool: NodePool, nodes: Sequence[Dict], replicas: int, settings: Mig
             result['changed'] = result['changed'] or moved['changed']
             result.update(moves=moved['moves'], moved_slots=moved.get('moved_slots', 0), moved_keys=moved.get('moved_keys', 0),
                           method=moved.get('method', method))
-        for replica, was, master in _replicas_in_place(pool, target, seed, wait_timeout):
+        for replica, was, master in _replicas_in_place(pool, target, seed, wait_timeout, late):
             warnings.append(f'{replica}: the cluster moved it to {was} while the slots moved (replica migration); put back under {master}')
             result['changed'] = True
         for address in target.leaving:

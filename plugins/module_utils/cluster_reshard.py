@@ -278,8 +278,18 @@ def _owned_after(snapshot: ClusterSnapshot, forward: Sequence[SlotMove]) -> Tupl
     return owners, owned
 
 
-def _weights(snapshot: ClusterSnapshot, owned: Dict[str, List[int]], weights: Dict[str, float], use_empty_masters: bool) -> Dict[str, float]:
+def _weights(snapshot: ClusterSnapshot, owned: Dict[str, List[int]], weights: Dict[str, float], use_empty_masters: bool,
+             spare: Sequence[str] = ()) -> Dict[str, float]:
+    """The masters that take part in a rebalance and their weights; the `spare` nodes (host:port), when they are empty
+    masters, take no part (a node about to become a replica)."""
     resolved = {snapshot.resolve(key): float(value) for key, value in (weights or {}).items()}
+    for key in spare:
+        try:
+            node_id = snapshot.resolve(key)
+        except ClusterError:
+            continue
+        if node_id in snapshot.masters and not owned.get(node_id):
+            resolved[node_id] = 0.0
     for node_id, value in resolved.items():
         if node_id not in snapshot.masters:
             raise ClusterError(f'weights: {snapshot.name(node_id)} is not a master')
@@ -372,7 +382,8 @@ def remove_orphans(snapshot: ClusterSnapshot, orphans: Sequence[Tuple[str, int, 
 
 def reshard(pool: NodePool, host: str, port: int, action: str, settings: MigrationSettings, weights: Optional[Dict[str, float]] = None,
             threshold: float = 2.0, use_empty_masters: bool = True, slots: Optional[List[str]] = None, target: Optional[Dict] = None,
-            source: Optional[Dict] = None, wait_timeout: float = 60.0, check_mode: bool = False, method: str = 'auto') -> Dict:
+            source: Optional[Dict] = None, wait_timeout: float = 60.0, check_mode: bool = False, method: str = 'auto',
+            spare: Sequence[str] = ()) -> Dict:
     if action not in ACTIONS:
         raise ClusterError(f'action must be one of {", ".join(ACTIONS)}, got {action}')
     started = time.monotonic()
@@ -408,7 +419,7 @@ def reshard(pool: NodePool, host: str, port: int, action: str, settings: Migrati
         if uncovered:
             raise ClusterError(f'{len(uncovered)} slot(s) have no owner ({", ".join(format_ranges(slots_to_ranges(uncovered))[:5])}); run action=fix first')
         if action == 'rebalance':
-            moves = plan_rebalance(owned, _weights(snapshot, owned, weights, use_empty_masters), threshold) or []
+            moves = plan_rebalance(owned, _weights(snapshot, owned, weights, use_empty_masters, spare), threshold) or []
         elif action == 'move':
             if not slots or not target:
                 raise ClusterError('action=move needs slots and target')

@@ -20,8 +20,9 @@ description:
     as many new ones as make C(len(nodes) // (replicas + 1)) masters, spread over zones; every other node replicates
     the master that keeps replicas in failure domains of their own (zones, else hosts) whenever the nodes allow it,
     each master getting C(replicas) replicas while nodes last. The new masters then get their share of the slots
-    (by O(nodes[].weight)), keys included. Redis and Valkey may move a replica on their own while slots move (a new
-    master's replica following a source of its first slots, replica migration to an orphaned master); after the moves
+    (by O(nodes[].weight)), keys included; the replicas of the new masters attach after the moves (attached to an
+    empty master, Redis and Valkey send a replica elsewhere while its master's first slots arrive). Redis and Valkey
+    may still move a replica on their own while slots move (replica migration to an orphaned master); after the moves
     every replica is read and any one the cluster moved is put back where the plan puts it, with a warning.
   - Members listed in O(remove), or with O(prune) every member not in O(nodes), give their slots to the masters that stay,
     their replicas replicate a master that stays, and they are forgotten by every node and reset.

@@ -59,6 +59,7 @@ def test_seed_data_and_start_the_write_load(cluster, state):
 def test_scale_out_adds_a_master_and_its_replica(cluster, state):
     new = [f'{cluster.address(host)}:{PORT}' for host in NEW_HOSTS]
     state['new'] = new
+    before = cluster.topology()
     run = cluster.playbook('playbooks/scale_out.yml', extra_vars=GROWN)
     assert run.returncode == 0, run.output[-4000:]
 
@@ -71,6 +72,10 @@ def test_scale_out_adds_a_master_and_its_replica(cluster, state):
     new_replicas = [address for address in new if topology[address]['role'] == 'replica']
     assert len(new_masters) == 1 and len(new_replicas) == 1, {address: topology[address]['role'] for address in new}
     # The new replica follows the new master, in another zone.
+    if topology[new_replicas[0]]['master_id'] != topology[new_masters[0]]['id']:
+        print(run.output[run.output.find('TASK [Show the plan]'):][:3000], run.output[run.output.find('TASK [Say what was done]'):][:3000])
+        print({address: (node['id'], node['role'], node['master_id'], node['slots']) for address, node in before.items()})
+        print({address: (node['id'], node['role'], node['master_id'], node['slots']) for address, node in topology.items()})
     assert topology[new_replicas[0]]['master_id'] == topology[new_masters[0]]['id']
     zones = grown_zones(cluster)
     assert zones[new_replicas[0]] != zones[new_masters[0]]
