@@ -210,6 +210,12 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def config_value(reply: Any, name: str) -> Optional[str]:
+    """The value of `name` in a CONFIG GET reply (a flat list with RESP2, a map with RESP3); None when not there."""
+    pairs = dict(zip(reply[0::2], reply[1::2])) if isinstance(reply, list) else dict(reply or {})
+    return pairs.get(name)
+
+
 def parse_info(text: str) -> Dict[str, str]:
     """INFO / CLUSTER INFO text -> flat dict of strings."""
     fields: Dict[str, str] = {}

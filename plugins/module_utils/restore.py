@@ -20,7 +20,7 @@ from ansible_collections.hashslot.redis.plugins.module_utils.cluster import Clus
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster_create import _apply, joining_actions, probe_all, validate_specs
 from ansible_collections.hashslot.redis.plugins.module_utils.placement import Layout, NodeSpec, plan_layout
 from ansible_collections.hashslot.redis.plugins.module_utils.rdb import key_bytes, live_digest
-from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, NodePool, parse_info, pipelines_at_once
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, NodePool, config_value, parse_info, pipelines_at_once
 from ansible_collections.hashslot.redis.plugins.module_utils.topology import (
     format_ranges, parse_slot_ranges, ranges_to_slots, render_layout, slots_to_ranges,
 )
@@ -74,8 +74,7 @@ def _file_settings(states: Dict[str, NodeState]) -> Dict[str, Dict[str, str]]:
         for name, reply in zip(FILE_SETTINGS, outcome):
             if isinstance(reply, Exception):
                 raise ClusterError(f'{address}: CONFIG GET {name} failed ({reply}); the restore must know where the node keeps its files')
-            pairs = dict(zip(reply[0::2], reply[1::2])) if isinstance(reply, list) else dict(reply or {})
-            values[name] = pairs.get(name, '')
+            values[name] = config_value(reply, name) or ''
         values['executable'] = states[address].executable
         settings[address] = values
     return settings

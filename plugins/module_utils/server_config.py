@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import parse_info, parse_version, server_identity
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import config_value, parse_info, parse_version, server_identity
 
 # Settings whose value is a secret: rendered in the file, never shown in results or diffs.
 SECRET_SETTINGS = frozenset(('requirepass', 'masterauth', 'tls-key-file-pass', 'tls-client-key-file-pass'))
@@ -139,8 +139,7 @@ def read_settings(client: Any, names: List[str]) -> Dict[str, Optional[str]]:
     for name, reply in zip(names, replies):
         if isinstance(reply, Exception):
             raise ConfigApplyError(f'{client.address}: CONFIG GET {name} failed: {reply}; login_user needs the CONFIG command')
-        pairs = dict(zip(reply[0::2], reply[1::2])) if isinstance(reply, list) else dict(reply or {})
-        current[name] = pairs.get(name)
+        current[name] = config_value(reply, name)
     return current
 
 

@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Dict, List
 
 from ansible_collections.hashslot.redis.plugins.module_utils.cluster import ClusterError
-from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, parse_info, server_identity
+from ansible_collections.hashslot.redis.plugins.module_utils.redis_client import NodeError, config_value, parse_info, server_identity
 from ansible_collections.hashslot.redis.plugins.module_utils.topology import ClusterView, format_ranges
 
 POLL_SECONDS = 0.05
@@ -21,9 +21,7 @@ def _persistence(client: Any) -> Dict[str, str]:
 
 
 def _config(client: Any, name: str) -> str:
-    reply = client.call('CONFIG', 'GET', name)
-    pairs = dict(zip(reply[0::2], reply[1::2])) if isinstance(reply, list) else dict(reply or {})
-    return pairs.get(name, '')
+    return config_value(client.call('CONFIG', 'GET', name), name) or ''
 
 
 def _saves(persistence: Dict[str, str]) -> int:
