@@ -10,10 +10,12 @@ import socket
 import ssl
 import stat
 import time
+from typing import Any, Dict
 
 import pytest
 import redis
 from cryptography import x509
+from redis.cluster import ClusterNode, RedisCluster
 
 from containers import CommandLines, docker, exporter_scrape, exporter_target, metric_samples, paced_ledger
 
@@ -184,6 +186,100 @@ def test_failover_playbook_swaps_a_shard_and_back_over_tls_losing_nothing(cluste
     assert len(ledger.acknowledged) >= 100
     for secret in cluster.secrets().values():
         assert secret not in swapped.output and secret not in back.output
+
+
+def drill_data(client: RedisCluster) -> Dict[str, Any]:
+    """Keys of every type the restore must bring back as they were (strings, hashes, lists, sets, sorted sets, and
+    strings with a day to live), written through the cluster; returns what each must read back as."""
+    expected: Dict[str, Any] = {}
+    pipe = client.pipeline()
+    for number in range(400):
+        pipe.set(f'restore:string:{number}', f'value-{number}')
+        expected[f'restore:string:{number}'] = f'value-{number}'
+        fields = {f'field-{index}': str(number * index) for index in range(5)}
+        pipe.hset(f'restore:hash:{number}', mapping=fields)
+        expected[f'restore:hash:{number}'] = fields
+        items = [f'item-{number}-{index}' for index in range(4)]
+        pipe.rpush(f'restore:list:{number}', *items)
+        expected[f'restore:list:{number}'] = items
+        members = {f'member-{number}-{index}' for index in range(3)}
+        pipe.sadd(f'restore:set:{number}', *members)
+        expected[f'restore:set:{number}'] = members
+        scores = {f'player-{index}': float(number + index) / 4 for index in range(3)}
+        pipe.zadd(f'restore:zset:{number}', scores)
+        expected[f'restore:zset:{number}'] = sorted(scores.items(), key=lambda item: (item[1], item[0]))
+        pipe.set(f'restore:expiring:{number}', str(number), ex=86400)
+        expected[f'restore:expiring:{number}'] = str(number)
+    pipe.execute()
+    return expected
+
+
+def read_back(client: RedisCluster, expected: Dict[str, Any]) -> Dict[str, Any]:
+    """What the cluster holds now under each key of drill_data(), read the same way."""
+    readers = {'hash': client.hgetall, 'list': lambda key: client.lrange(key, 0, -1), 'set': client.smembers,
+               'zset': lambda key: client.zrange(key, 0, -1, withscores=True)}
+    return {key: readers.get(key.split(':')[1], client.get)(key) for key in expected}
+
+
+def test_restore_drill_brings_back_every_acknowledged_key_over_tls(cluster, converged, tmp_path):
+    """The restore drill on systemd hosts with the secure defaults: backup.yml while the ledger writes, teardown.yml
+    (every instance, its data and configuration gone), restore.yml (its refusals are test_site_local_ops.py's);
+    then every key written before the backup started reads back with its value (every type, TTLs kept), the cluster
+    is healthy over TLS with three masters in three zones, and the application users log in as before. The tests
+    after this one (credentials rotated, the exporters) run on the restored cluster."""
+    startup = [ClusterNode(cluster.address(host), port) for host, port in cluster.nodes()]
+    client = RedisCluster(startup_nodes=startup, decode_responses=True, **cluster.login())
+    try:
+        expected = drill_data(client)
+    finally:
+        client.close()
+    ledger = paced_ledger(cluster, 100, prefix='restore-ledger', max_seconds=300).start()
+    ledger.wait_for_writes(100, timeout=30)
+    before = dict(ledger.acknowledged)
+    started = time.monotonic()
+    backup = cluster.playbook('playbooks/backup.yml', extra_vars={'redis_backup_dir': str(tmp_path)})
+    backed_up = time.monotonic() - started
+    ledger.stop()
+    assert backup.returncode == 0, backup.output[-4000:]
+    (stamp,) = os.listdir(tmp_path)
+    root = str(tmp_path / stamp)
+    manifest = json.loads((tmp_path / stamp / 'manifest.json').read_text())
+    assert len(manifest['files']) == 3 and all(entry['server'] == 'valkey' for entry in manifest['files']), manifest['files']
+
+    gone = cluster.playbook('playbooks/teardown.yml', extra_vars={'hashslot_teardown_confirm': 'yes'})
+    assert gone.returncode == 0, gone.output[-4000:]
+    for host in cluster.hosts():
+        left = docker('exec', host, 'sh', '-c', f'ls -d /var/lib/{cluster.name}/{PORTS[0]} /var/lib/{cluster.name}/{PORTS[1]} 2>/dev/null || true')
+        assert not left.strip(), (host, left)
+    started = time.monotonic()
+    restored = cluster.playbook('playbooks/restore.yml', extra_vars={'redis_restore_dir': root})
+    took = time.monotonic() - started
+    assert restored.returncode == 0, restored.output[-6000:]
+    assert 'sampled values compared, 0 differ' in restored.output, restored.output[-4000:]
+
+    client = RedisCluster(startup_nodes=startup, decode_responses=True, **cluster.login())
+    try:
+        assert read_back(client, expected) == expected
+        assert all(0 < client.ttl(key) <= 86400 for key in expected if key.startswith('restore:expiring:'))
+        pipe = client.pipeline()
+        for key in before:
+            pipe.get(key)
+        back = dict(zip(before, pipe.execute()))
+    finally:
+        client.close()
+    assert back == before, {key: value for key, value in back.items() if value != before[key]}
+    info = cluster.info(fail_on_problems=True)
+    assert info['cluster_state'] == 'ok' and info['masters'] == 3 and info['replicas'] == 3, info.get('problems')
+    masters = cluster.masters()
+    assert sorted(masters) == sorted(entry['address'] for entry in manifest['files'])
+    assert len({cluster.zones()[address] for address in masters}) == 3
+    users = cluster.host_vars(cluster.hosts()[0])['redis_server_acl_users']
+    reader = cluster.client(cluster.hosts()[0], username=users[1]['name'], password=users[1]['password'])
+    assert reader.ping()
+    for secret in cluster.secrets().values():
+        assert secret not in backup.output and secret not in restored.output
+    print(f'\nrestore drill over TLS: {len(expected)} keys of five types and {len(before)} ledger writes; backup.yml '
+          f'{backed_up:.0f} s, restore.yml after teardown {took:.0f} s, all read back equal')
 
 
 def served_serial(cluster, host: str, port: int) -> int:
