@@ -33,6 +33,27 @@ def test_defaults_and_argument_specs_name_the_same_variables(role):
         assert option.get('type'), f'{name} has no type'
 
 
+def platforms_of_the_scenarios():
+    """{(platform, version)} the molecule scenarios run on, from their images (hashslot/debian:<codename>)."""
+    tested = set()
+    for scenario in os.listdir(os.path.join(REPO, 'molecule')):
+        path = os.path.join(REPO, 'molecule', scenario, 'molecule.yml')
+        if os.path.exists(path):
+            for platform in load(path)['platforms']:
+                distribution, dummy, version = platform['image'].split('/')[-1].partition(':')
+                tested.add((distribution.capitalize(), version))
+    return tested
+
+
+@pytest.mark.parametrize('role', ROLES)
+def test_roles_claim_the_platforms_the_scenarios_run_on(role):
+    """galaxy_info.platforms lists what a molecule scenario runs, no more, no less (docs/deploy.md: the others are
+    expected to work, untested)."""
+    claimed = {(entry['name'], str(version)) for entry in load('roles', role, 'meta', 'main.yml')['galaxy_info']['platforms']
+               for version in entry['versions']}
+    assert claimed == platforms_of_the_scenarios() == {('Debian', 'bookworm'), ('Debian', 'trixie')}
+
+
 @pytest.mark.parametrize('role', ROLES)
 def test_every_role_has_a_validate_entry_point(role):
     specs = load('roles', role, 'meta', 'argument_specs.yml')['argument_specs']
