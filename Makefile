@@ -44,11 +44,11 @@ $(LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../.. $@
 
-# The demo is site.yml against inventories/local, as an operator runs it; a second run changes nothing.
+# The demo is site.yml against inventories/local, as an operator runs it (a second run changes nothing), then
+# playbooks/status.yml prints the cluster.
 demo: venv
 	$(BIN)/ansible-playbook -i inventories/local site.yml
-	@echo
-	@$(BIN)/python tools/cluster_report.py 127.0.0.1:7000 --zones inventories/local/group_vars/redis_cluster.yml
+	$(BIN)/ansible-playbook -i inventories/local playbooks/status.yml
 
 demo-down: venv
 	$(BIN)/ansible-playbook -i inventories/local playbooks/teardown.yml -e hashslot_teardown_confirm=yes

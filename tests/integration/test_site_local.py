@@ -69,6 +69,25 @@ def test_replicas_sit_in_another_zone_than_their_master(deployed):
         assert ZONES[port] != ZONES[by_id[fields[3]]]
 
 
+def test_status_playbook_shows_every_master_and_brings_the_report_back(deployed, tmp_path):
+    """playbooks/status.yml (what `make demo` ends with): the engine's summary, one line per master with its zone and
+    slot ranges, no problem; with redis_status_report, the HTML report on the controller and nothing left on the host;
+    in check mode the same summary."""
+    report = tmp_path / 'cluster.html'
+    shown = run_playbook('playbooks/status.yml', INVENTORY, extra_vars={'redis_status_report': str(report)})
+    assert shown.returncode == 0, shown.output[-3000:]
+    assert 'cluster_state ok: 3 masters, 3 replicas, 0 problem(s)' in shown.output, shown.output[-3000:]
+    masters = [int(fields[1].split('@')[0].rsplit(':', 1)[1]) for fields in (line.split() for line in raw(7000, 'CLUSTER', 'NODES').splitlines())
+               if 'master' in fields[2]]
+    for port in masters:
+        assert f'master 127.0.0.1:{port} (zone {ZONES[port]}' in shown.output
+    page = report.read_text()
+    assert page.startswith('<!DOCTYPE html>') and all(f'127.0.0.1:{port}' in page for port in masters)
+    assert not [name for name in os.listdir('/tmp') if name.startswith('hashslot-status.')]
+    checked = run_playbook('playbooks/status.yml', INVENTORY, check=True)
+    assert checked.returncode == 0 and 'cluster_state ok: 3 masters' in checked.output and checked.total('changed') == 0
+
+
 def test_installed_artifact_reruns_site_after_a_failover_unchanged(deployed):
     """The second run of site.yml changes nothing (a second `make demo`), even after a failover, and runs the way a
     Galaxy user runs it: the artifact, installed into an empty collections path, runs `hashslot.redis.site` against its

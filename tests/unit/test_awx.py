@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 AWX = os.path.join(REPO, 'extensions', 'awx')
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
 # teardown.yml is left out on purpose (job_templates.yml says why).
-PLAYBOOKS = ['site', 'scale_out', 'scale_in', 'rebalance', 'failover', 'rolling_restart', 'upgrade', 'backup', 'restore']
+PLAYBOOKS = ['site', 'scale_out', 'scale_in', 'rebalance', 'failover', 'rolling_restart', 'upgrade', 'backup', 'restore', 'status']
 QUESTION_TYPES = {'text', 'textarea', 'password', 'integer', 'float', 'multiplechoice', 'multiselect'}
 
 
