@@ -426,7 +426,7 @@ def unit_down_windows(container: str, unit: str, since: float) -> List[tuple]:
     return windows
 
 
-# --- faults (molecule/scale/tests/test_failover.py) --------------------------------------------------------------------
+# --- faults (molecule/scale/tests/test_faults.py) --------------------------------------------------------------------
 
 def cli_cluster_check(container: str, address: str, password: str, cli: str = 'redis-cli', options: Optional[List[str]] = None) -> str:
     """`<cli> --cluster check` inside a container, for hosts whose tools are Valkey's (valkey-cli, no redis-cli).

@@ -33,7 +33,7 @@ def test_artifact_holds_what_operators_run_and_nothing_else():
         assert f'roles/{role}/meta/argument_specs.yml' in names
     for path in ('site.yml', 'playbooks/site.yml', 'playbooks/upgrade.yml', 'meta/runtime.yml', 'meta/execution-environment.yml',
                  'requirements.txt', 'bindep.txt', 'inventories/local/hosts.yml', 'extensions/awx/job_templates.yml',
-                 'extensions/ee/execution-environment.yml', 'docs/operations.md', 'CHANGELOG.rst', 'changelogs/changelog.yaml',
+                 'extensions/ee/hashslot-redis-ee.yml', 'docs/operations.md', 'CHANGELOG.rst', 'changelogs/changelog.yaml',
                  'README.md'):
         assert path in names, path
     for top in ('tests', 'molecule', 'bench', 'tools', '.ci', '.venv', '.collections', '.git', 'Makefile', 'ansible.cfg',
@@ -77,7 +77,7 @@ def test_ansible_builder_reads_the_requirements_and_creates_the_execution_enviro
         shutil.copytree(os.path.join(collection_root(), 'extensions', 'ee'), definition)
         shutil.copy(built(), os.path.join(definition, 'hashslot-redis.tar.gz'))
         context = os.path.join(workdir, 'context')
-        created = subprocess.run([tool('ansible-builder'), 'create', '-f', os.path.join(definition, 'execution-environment.yml'),
+        created = subprocess.run([tool('ansible-builder'), 'create', '-f', os.path.join(definition, 'hashslot-redis-ee.yml'),
                                   '-c', context, '--output-filename', 'Containerfile'],
                                  capture_output=True, text=True, timeout=300, check=False)
         assert created.returncode == 0, created.stdout + created.stderr

@@ -37,7 +37,7 @@ def key_total(cluster) -> int:
 
 
 def test_seed_data_and_start_the_write_load(cluster, state):
-    # The keys test_failover.py's writers left (it runs first, on the same cluster) stay where they are and count.
+    # The keys test_faults.py's writers left (it runs first, on the same cluster) stay where they are and count.
     state['before'] = key_total(cluster)
     client = cluster_client(cluster)
     for start in range(0, SEEDED, 500):
