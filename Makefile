@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOLECULE_SCENARIOS ?= default scale secure
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane lint static unit integration servers promtool containers exporter-archive molecule venv bench docs clean
+.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane lint static unit integration servers promtool browser containers exporter-archive molecule venv bench docs clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
@@ -28,6 +28,7 @@ help:
 	@echo "make molecule     the container scenarios: $(MOLECULE_SCENARIOS) (docker engine and images made on demand)"
 	@echo "make bench        benchmarks against redis-cli --cluster (prints measured figures)"
 	@echo "make docs         regenerate the module reference docs/modules/ from the modules' documentation"
+	@echo "make browser      Debian's Chromium, for the test that looks at the cluster report in a browser (installs it when missing)"
 	@echo "make clean        remove the virtualenv and test output (server builds stay cached)"
 
 # Debian and Ubuntu ship python3 without ensurepip: install python3-venv (as root, or with sudo) when needed.
@@ -61,6 +62,12 @@ servers:
 # Debian's prometheus package, downloaded and unpacked into the cache, never installed (that would start a server).
 promtool:
 	tools/promtool ensure
+
+# Debian's Chromium (apt-get install --no-install-recommends chromium), in which tests/integration/test_report_browser.py
+# looks at the cluster report. The test runs `tools/chromium ensure` itself: in make test that is in the machine's
+# pytest process, the shorter of the two, not before both.
+browser:
+	tools/chromium ensure
 
 lint: venv
 	$(BIN)/ruff check .
