@@ -93,6 +93,7 @@ class ReportModel:
     masters: List[MasterRow]
     orphans: List[ReplicaRow]
     uncovered: List[SlotRange]
+    unserved: List[SlotRange]
     zones: List[Optional[str]]
     problems: List[Dict[str, str]]
 
@@ -126,9 +127,14 @@ def build_model(cluster: Dict) -> ReportModel:
         master = masters.get(node.get('master_id') or '')
         (master.replicas if master else orphans).append(replica)
     owned = set()
+    unserved = set()
     for master in masters.values():
         for start, end in master.slots:
             owned.update(range(start, end + 1))
+            # Slots of a master the cluster flagged fail go unserved until a replica takes them over (PFAIL is one
+            # node's suspicion: they may still be served).
+            if 'FAIL' in master.marks:
+                unserved.update(range(start, end + 1))
     rows = sorted(masters.values(), key=lambda row: (row.slots[0][0] if row.slots else SLOT_COUNT, row.address, row.node_id))
     for row in rows:
         row.replicas.sort(key=lambda replica: (replica.address, replica.node_id))
@@ -141,6 +147,7 @@ def build_model(cluster: Dict) -> ReportModel:
         masters=rows,
         orphans=orphans,
         uncovered=slots_to_ranges(set(range(SLOT_COUNT)) - owned),
+        unserved=slots_to_ranges(unserved),
         zones=sorted(zones, key=lambda zone: (zone is None, zone or '')),
         problems=problems,
     )
@@ -187,6 +194,10 @@ def _zone_label(zone: Optional[str]) -> str:
 
 def _percent(count: int) -> str:
     return f'{count * 100 / SLOT_COUNT:.1f}%'
+
+
+def _count(ranges: Sequence[SlotRange]) -> int:
+    return sum(end - start + 1 for start, end in ranges)
 
 
 def _ranges_label(ranges: Sequence[SlotRange]) -> str:
@@ -282,15 +293,22 @@ def svg_element(cluster: Dict, include_problems: bool = True) -> str:
 
     _axis(svg, y)
     y += 12
-    covered = SLOT_COUNT - sum(end - start + 1 for start, end in model.uncovered)
-    svg.text(LEFT, y + 12, [('', 'coverage  '), ('good' if not model.uncovered else 'bad', f'{covered} of {SLOT_COUNT} slots owned'),
+    covered = SLOT_COUNT - _count(model.uncovered)
+    served = covered - _count(model.unserved)
+    svg.text(LEFT, y + 12, [('', 'coverage  '), ('good' if served == SLOT_COUNT else 'bad', f'{covered} of {SLOT_COUNT} slots owned'),
+                            ('bad', f'  {_count(model.unserved)} by a failed master' if model.unserved else ''),
                             ('muted', f'  uncovered: {_ranges_label(model.uncovered)}' if model.uncovered else '')])
     y += 18
-    svg.rect(LEFT, y, BAND_WIDTH, BAND_HEIGHT, COVERED_COLOR, ' stroke="#CCCCCC"', title=f'{covered} slots owned')
+    svg.rect(LEFT, y, BAND_WIDTH, BAND_HEIGHT, COVERED_COLOR, ' stroke="#CCCCCC"', title=f'{covered} slots owned, {served} served')
     for slot_range in model.uncovered:
         x, width = range_geometry(slot_range)
         svg.rect(x, y, width, BAND_HEIGHT, UNCOVERED_COLOR, ' class="uncovered"', title=f'uncovered: {format_ranges([slot_range])[0]}')
-    svg.text(LEFT + BAND_WIDTH + 10, y + 13, [('', _percent(covered))])
+    # Owned but not served: as red as no owner (Redis calls both uncovered), outlined as the failed node is.
+    for slot_range in model.unserved:
+        x, width = range_geometry(slot_range)
+        svg.rect(x, y, width, BAND_HEIGHT, UNCOVERED_COLOR, f' class="unserved" stroke="{FAILED_COLOR}" stroke-width="2" stroke-dasharray="3 2"',
+                 title=f'owned by a failed master: {format_ranges([slot_range])[0]}')
+    svg.text(LEFT + BAND_WIDTH + 10, y + 13, [('' if served == SLOT_COUNT else 'bad', _percent(served))])
     y += BAND_HEIGHT + 22
 
     for row in model.masters:

@@ -65,8 +65,8 @@ options:
       - Write a picture of the cluster to this file on the host the module runs on (use C(delegate_to) to choose it).
       - "The picture: a band per master across the 16384 slots with its slot ranges drawn to scale and coloured by the
         master's zone, a legend of the zones, under each master its replicas (address, zone, link state), a full-width
-        coverage band with slots that have no owner in red, nodes flagged C(fail) or C(fail?) marked, the
-        C(cluster_state) and the list of problems."
+        coverage band with the slots no node serves in red (those with no owner, and those of a master flagged
+        C(fail)), nodes flagged C(fail) or C(fail?) marked, the C(cluster_state) and the list of problems."
       - The file is self-contained (inline SVG and CSS, no script, nothing loaded from elsewhere) and depends only on
         the cluster's state, so an unchanged cluster leaves it unchanged. It is replaced atomically, mode C(0644), and
         only when its content differs; the directory must exist.

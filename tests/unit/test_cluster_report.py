@@ -140,6 +140,20 @@ def test_uncovered_slots_on_the_coverage_row():
     assert not rects(root, 'uncovered') and 'coverage  16384 of 16384 slots owned' in all_text(root)
 
 
+def test_slots_of_a_failed_master_are_not_served():
+    """A master flagged fail still owns its slots, but nobody serves them until a replica takes over: the coverage row
+    says so and draws them red; a master one node only suspects (PFAIL) may still serve its slots."""
+    root = parse_svg(render_svg(cluster_result(NODES.replace('master,fail?', 'master,fail'))))
+    unserved = [(float(rect.get('x')), float(rect.get('width')), rect.get('fill')) for rect in rects(root, 'unserved')]
+    assert unserved == [(slot_x(8192), BAND_WIDTH * 4096 / 16384, UNCOVERED_COLOR), (slot_x(16383), BAND_WIDTH / 16384, UNCOVERED_COLOR)]
+    text = all_text(root)
+    assert 'coverage  12289 of 16384 slots owned  4097 by a failed master  uncovered: 12288-16382' in text
+    assert '\n50.0%\n' in f'\n{text}\n', 'the coverage row counts the slots served: 16384 - 4095 uncovered - 4097 on B'
+
+    suspected = parse_svg(render_svg(cluster_result()))
+    assert not rects(suspected, 'unserved') and 'by a failed master' not in all_text(suspected)
+
+
 def test_failed_nodes_and_problems_are_marked():
     document = render_svg(cluster_result())
     root = parse_svg(document)
