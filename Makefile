@@ -140,7 +140,7 @@ molecule-lane: venv
 # clusters are module fixtures): the tests wait on servers, gossip and failovers, so three share two cores.
 # Roles, playbooks, the artifact and the other builds are make test's. 5.0 min on a quiet machine (docs/testing.md).
 CHECK_TESTS ?= $(addprefix tests/integration/test_,acl_file.py cluster_create.py cluster_info.py cluster_node.py \
-	cluster_reshard.py failover.py redis_config.py redis_snapshot.py secrets.py secure_modules.py transient_states.py)
+	cluster_reshard.py failover.py redis_config.py redis_snapshot.py report_browser.py secrets.py secure_modules.py transient_states.py)
 CHECK_WORKERS ?= 3
 check: lint venv promtool
 	tools/redis-servers ensure redis-7.0
