@@ -27,7 +27,7 @@ help:
 	@echo "make integration  integration tests (HASHSLOT_SERVERS=redis-7.0 to run one build)"
 	@echo "make molecule     the container scenarios: $(MOLECULE_SCENARIOS) (docker engine and images made on demand)"
 	@echo "make bench        benchmarks against redis-cli --cluster (prints measured figures)"
-	@echo "make docs         regenerate the module reference docs/modules/ from the modules' documentation"
+	@echo "make docs         regenerate the reference of the modules, filters, lookup and roles (docs/reference/) with antsibull-docs"
 	@echo "make browser      Debian's Chromium, for the test that looks at the cluster report in a browser (installs it when missing)"
 	@echo "make clean        remove the virtualenv and test output (server builds stay cached)"
 
@@ -168,9 +168,16 @@ bench: venv servers
 	$(BIN)/python bench/create_bench.py --rounds 3 --node-timeout 1000 --nodes 6 30 60 90 120
 	$(BIN)/python bench/reshard_bench.py
 
-# The pages are committed; tests/unit/test_module_docs_pages.py fails while they differ from the modules' docs.
+# The plugin and role reference: antsibull-docs renders the modules', filters' and lookup's DOCUMENTATION and the roles'
+# meta/argument_specs.yml as simplified RST, which GitHub shows, one page each and an index. It writes no version or
+# date, so the same sources give the same files; the pages of plugins and roles that are gone are removed (--cleanup
+# everything: REFERENCE_DIR holds nothing else). The pages are committed: tests/unit/test_reference_docs.py writes them
+# into a directory of its own and fails, naming them, while they differ.
+REFERENCE_DIR ?= docs/reference
 docs: venv
-	$(BIN)/python tools/module_docs.py
+	mkdir -p $(REFERENCE_DIR)
+	$(BIN)/antsibull-docs collection --use-current --squash-hierarchy --output-format simplified-rst --no-add-antsibull-docs-version \
+	  --fail-on-error --cleanup everything --dest-dir $(REFERENCE_DIR) hashslot.redis
 
 clean:
 	rm -rf $(VENV) .collections .pytest_cache .hypothesis tests/output
