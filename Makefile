@@ -22,7 +22,7 @@ help:
 	@echo "make test         lint, release checks, unit tests, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1, molecule scenarios"
 	@echo "make rehearse     CI on a fresh machine: .ci/run in a fresh clone of HEAD with an empty cache directory, timed"
 	@echo "make lint         ruff (pep8 at 160 columns, pyflakes)"
-	@echo "make static       release checks: ansible-lint --profile production, the changelog, ansible-test sanity (no ignore file)"
+	@echo "make static       release checks: ansible-lint --profile production, the changelog, the docs (antsibull-docs), ansible-test sanity (no ignore file)"
 	@echo "make unit         unit and property tests of the engine and the monitoring files (no server needed)"
 	@echo "make integration  integration tests (HASHSLOT_SERVERS=redis-7.0 to run one build)"
 	@echo "make molecule     the container scenarios: $(MOLECULE_SCENARIOS) (docker engine and images made on demand)"
@@ -153,8 +153,12 @@ rehearse:
 	tools/rehearse $(REHEARSAL_DIR)
 
 # What Galaxy and Automation Hub check before they accept a collection. The sanity tests fill their own virtualenvs
-# from the package index (tools/ansible-sanity).
-STATIC_CHECKS := set -e; $(BIN)/ansible-lint --nocolor; $(BIN)/antsibull-changelog lint; tools/ansible-sanity
+# from the package index (tools/ansible-sanity). antsibull-docs lint-collection-docs checks every plugin's and role's
+# documentation: the schema, the markup (rendered as make docs renders it) and the references to this collection and
+# to those it depends on (ansible.builtin included).
+LINT_DOCS := $(BIN)/antsibull-docs lint-collection-docs --plugin-docs --output-format simplified-rst \
+	--validate-collection-refs dependent --disallow-unknown-collection-refs .
+STATIC_CHECKS := set -e; $(BIN)/ansible-lint --nocolor; $(BIN)/antsibull-changelog lint; $(LINT_DOCS); tools/ansible-sanity
 static: venv
 	$(STATIC_CHECKS)
 
