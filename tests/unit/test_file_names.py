@@ -5,6 +5,7 @@ the HTML report)."""
 from __future__ import annotations
 
 import collections
+import re
 import os
 import subprocess
 
@@ -36,3 +37,24 @@ def test_no_two_files_share_a_name_for_different_jobs():
     shared = {name: sorted(paths) for name, paths in by_name.items()
               if len(paths) > 1 and name not in CONVENTIONAL and paths != SAME_JOB.get(name)}
     assert shared == {}
+
+
+MARKDOWN_LINK = re.compile(r'\]\(([^)\s]+)\)')
+
+
+def test_relative_links_of_the_markdown_pages_lead_to_files():
+    """Every relative link of the Markdown pages (README.md, docs/, tools/, extensions/ ...) names a file or directory of the repository
+    (the module pages moved once and left links behind)."""
+    broken = []
+    for path in repository_files():
+        if not path.endswith('.md') or path.startswith(('tests/', 'changelogs/')):
+            continue
+        with open(os.path.join(REPO, path), encoding='utf-8') as handle:
+            text = handle.read()
+        for target in MARKDOWN_LINK.findall(text):
+            if target.startswith(('http://', 'https://', 'mailto:', '#')):
+                continue
+            where = os.path.normpath(os.path.join(REPO, os.path.dirname(path), target.split('#')[0]))
+            if not os.path.exists(where):
+                broken.append(f'{path}: {target}')
+    assert broken == []
