@@ -254,9 +254,13 @@ class NodeClient:
                 ssl_cert_reqs='required' if options.validate_certs else 'none',
                 ssl_check_hostname=options.validate_certs,
             )
-            self._connection = SSLConnection(**kwargs)
-        else:
-            self._connection = Connection(**kwargs)
+        connection_class = SSLConnection if options.tls else Connection
+        try:
+            # RESP2: the replies the engine reads (CONFIG GET and ACL GETUSER as flat lists, among others). redis-py 8
+            # asks the server for RESP3 unless told; redis-py before 5.0 speaks only RESP2 and has no such argument.
+            self._connection = connection_class(protocol=2, **kwargs)
+        except TypeError:
+            self._connection = connection_class(**kwargs)
 
     def connect(self) -> None:
         waiting: Optional[TransientWait] = None

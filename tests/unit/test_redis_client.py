@@ -230,3 +230,11 @@ def test_pipelines_at_once_send_every_batch_before_reading_and_keep_a_failed_nod
     assert isinstance(outcomes[1], NodeError) and outcomes[1].address == '10.0.0.2:6379'
     # The command refused for a transient state went again, alone, to its own node.
     assert clients[2]._connection.sent == [batches[2][1], [batches[2][1][1]]]
+
+
+@pytest.mark.parametrize('tls', [False, True], ids=['plaintext', 'tls'])
+def test_the_connection_speaks_resp2_whatever_redis_py_prefers(tls):
+    """The engine reads RESP2 replies (CONFIG GET and ACL GETUSER as flat lists); redis-py 8 asks for RESP3 unless told,
+    redis-py before 5.0 knows only RESP2 (and no protocol attribute)."""
+    client = NodeClient('10.0.0.5', 6379, ConnectionOptions(tls=tls, validate_certs=False))
+    assert getattr(client._connection, 'protocol', 2) == 2
