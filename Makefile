@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 MOLECULE_SCENARIOS ?= default scale secure
 MOLECULE_LANES ?= 2
 
-.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane lint static unit integration servers promtool browser containers exporter-archive molecule venv bench docs clean
+.PHONY: help demo demo-down test check rehearse pytest-all pytest-lane molecule-lane lint static unit integration servers promtool browser containers exporter-archive molecule matrix venv bench docs clean
 
 help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
@@ -26,6 +26,7 @@ help:
 	@echo "make unit         unit and property tests of the engine and the monitoring files (no server needed)"
 	@echo "make integration  integration tests (HASHSLOT_SERVERS=redis-7.0 to run one build)"
 	@echo "make molecule     the container scenarios: $(MOLECULE_SCENARIOS) (docker engine and images made on demand)"
+	@echo "make matrix       the version matrix: unit tests and every module on ansible-core 2.16-2.21 and redis-py 4.3-8.x"
 	@echo "make bench        benchmarks against redis-cli --cluster (prints measured figures)"
 	@echo "make docs         regenerate the reference of the modules, filters, lookup and roles (docs/reference/) with antsibull-docs"
 	@echo "make browser      Debian's Chromium, for the test that looks at the cluster report in a browser (installs it when missing)"
@@ -93,6 +94,13 @@ exporter-archive:
 # pytest lane of make test may still be compiling them, and the scenarios that need none go on meanwhile).
 molecule: venv containers exporter-archive
 	tools/molecule-scenarios -j $(MOLECULE_LANES) $(MOLECULE_SCENARIOS)
+
+# The version matrix (tests/matrix/versions.txt): a virtualenv per row, each pairing an ansible-core line with a redis-py
+# line so that every supported version of both runs, cached by version; the unit tests that use either library and
+# every module once (tests/matrix/smoke.yml) on Debian's Redis 7.0. The rows of ansible-core 2.20 and later run on
+# Debian 13's Python 3.13, in a container of the trixie image (made on demand) on this machine's network.
+matrix: venv
+	$(BIN)/python tools/version_matrix.py
 
 # Two lanes side by side, each preparing what it needs first: the pytest lane (the source builds compiled beside two
 # pytest processes, then the release checks) and the molecule lane (the container images, then the scenarios; the
