@@ -19,7 +19,7 @@ help:
 	@echo "make demo         deploy a 6-node cluster on this machine (ports 7000-7005) with site.yml and print it"
 	@echo "make demo-down    stop the demo cluster and delete its data"
 	@echo "make check        the fast loop while working on the code: lint, unit tests, module integration tests on Redis 7.0 (about 5 min)"
-	@echo "make test         lint, release checks, unit tests, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1, molecule scenarios"
+	@echo "make test         lint, release checks, unit tests, integration tests on Redis 7.0, Redis 8.0 and Valkey 8.1, molecule scenarios, version matrix"
 	@echo "make rehearse     CI on a fresh machine: .ci/run in a fresh clone of HEAD with an empty cache directory, timed"
 	@echo "make lint         ruff (pep8 at 160 columns, pyflakes)"
 	@echo "make static       release checks: ansible-lint --profile production, the changelog, the docs (antsibull-docs), ansible-test sanity (no ignore file)"
@@ -138,10 +138,14 @@ pytest-lane: venv
 	wait $$builds || { echo 'tools/redis-servers ensure failed; last lines of tests/output/servers.log:'; tail -n 30 tests/output/servers.log; rc=1; }; \
 	exit $$rc
 
-# The images (debootstrap: downloads; tools/redis-servers' mirror), then the scenarios.
+# The images (debootstrap: downloads; tools/redis-servers' mirror), then the scenarios, then the version matrix (after a
+# failed scenario too): the molecule lane ends minutes before the pytest lane, whose last minutes leave the processors
+# half idle, and the matrix needs the trixie image.
 molecule-lane: venv
 	@tools/timed 'molecule lane: images' $(MAKE) --no-print-directory containers exporter-archive
-	@tools/timed 'molecule lane: scenarios' $(MAKE) --no-print-directory molecule
+	@rc=0; tools/timed 'molecule lane: scenarios' $(MAKE) --no-print-directory molecule || rc=1; \
+	tools/timed 'molecule lane: version matrix' $(MAKE) --no-print-directory matrix || rc=1; \
+	exit $$rc
 
 # The fast loop while working on the code: lint, the unit tests and the modules' integration tests on Redis 7.0
 # (Debian's package: nothing to build), in CHECK_WORKERS pytest-xdist workers, each taking whole files (a file's
