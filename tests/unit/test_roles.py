@@ -92,3 +92,27 @@ def test_the_secure_defaults_are_on_and_only_the_local_demo_opts_out():
     assert not {'redis_server_acl_enabled', 'redis_server_tls_enabled', 'redis_server_password'} & set(production)
     local = load('inventories', 'local', 'group_vars', 'redis_cluster.yml')
     assert local['redis_server_acl_enabled'] is False and local['redis_server_tls_enabled'] is False
+
+
+def test_the_cluster_node_list_follows_the_inventory_order_in_every_run(tmp_path):
+    """redis_cluster_nodes (roles/redis_cluster/tasks/nodes.yml) lists the nodes in the inventory's order whatever
+    Python's string hashing: the planner's choices follow that order. The expression of the task itself is rendered
+    over eight hosts listed out of name order, by three ansible-playbook processes with different hash seeds (ansible's
+    intersect filter, used before, gave a set's order: a new replica took another master in one scale-out of three)."""
+    task = next(task for task in load('roles', 'redis_cluster', 'tasks', 'nodes.yml') if task['name'] == 'Collect every node of the cluster')
+    expression = task['ansible.builtin.set_fact']['redis_cluster_nodes'].strip()
+    assert expression.startswith('{{') and expression.endswith('}}'), expression
+    hosts = [f'node-{name}' for name in ('h', 'c', 'f', 'a', 'g', 'd', 'b', 'e')]
+    (tmp_path / 'hosts.yml').write_text(yaml.safe_dump({'redis_cluster': {'hosts': {host: {'ansible_connection': 'local'} for host in hosts}}}, sort_keys=False))
+    (tmp_path / 'play.yml').write_text(yaml.safe_dump([{
+        'hosts': 'redis_cluster', 'gather_facts': False, 'vars': {'redis_cluster_group': 'redis_cluster'},
+        'tasks': [{'ansible.builtin.set_fact': {'redis_cluster_host_nodes': ['{{ inventory_hostname }}']}},
+                  {'ansible.builtin.debug': {'msg': 'ORDER {{ (' + expression[2:-2] + ') | join(",") }}'}, 'run_once': True}]}]))
+    for seed in ('1', '2', '3'):
+        run = subprocess.run([ANSIBLE_PLAYBOOK, '-i', str(tmp_path / 'hosts.yml'), str(tmp_path / 'play.yml')], capture_output=True, text=True,
+                             timeout=120, check=False, env=dict(os.environ, PYTHONHASHSEED=seed, ANSIBLE_NOCOLOR='1'))
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        assert f'ORDER {",".join(hosts)}' in run.stdout, (seed, run.stdout[-2000:])
+    for path in (('roles', 'redis_cluster', 'tasks', 'nodes.yml'), ('playbooks', 'tasks', 'cluster_nodes.yml')):
+        with open(os.path.join(REPO, *path)) as handle:
+            assert 'intersect(' not in handle.read(), path
