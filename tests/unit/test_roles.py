@@ -103,7 +103,8 @@ def test_the_cluster_node_list_follows_the_inventory_order_in_every_run(tmp_path
     expression = task['ansible.builtin.set_fact']['redis_cluster_nodes'].strip()
     assert expression.startswith('{{') and expression.endswith('}}'), expression
     hosts = [f'node-{name}' for name in ('h', 'c', 'f', 'a', 'g', 'd', 'b', 'e')]
-    (tmp_path / 'hosts.yml').write_text(yaml.safe_dump({'redis_cluster': {'hosts': {host: {'ansible_connection': 'local'} for host in hosts}}}, sort_keys=False))
+    inventory = {'redis_cluster': {'hosts': {host: {'ansible_connection': 'local'} for host in hosts}}}
+    (tmp_path / 'hosts.yml').write_text(yaml.safe_dump(inventory, sort_keys=False))
     (tmp_path / 'play.yml').write_text(yaml.safe_dump([{
         'hosts': 'redis_cluster', 'gather_facts': False, 'vars': {'redis_cluster_group': 'redis_cluster'},
         'tasks': [{'ansible.builtin.set_fact': {'redis_cluster_host_nodes': ['{{ inventory_hostname }}']}},
