@@ -39,6 +39,7 @@ from xml.etree import ElementTree
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
 
+from playbook import parse_recap  # noqa: E402  (the integration tests' reader of PLAY RECAP)
 from servers import RedisServer, ServerBuild, _port_free, ensure_build  # noqa: E402  (the integration tests' servers)
 
 VERSIONS = os.path.join(ROOT, 'tests', 'matrix', 'versions.txt')
@@ -352,20 +353,11 @@ def run_smoke(row: Row, place: Place, venv: str, log: str, build: ServerBuild) -
         for server in servers:
             server.stop()
         release_ports(ports)
-    recap = recap_counts(log)
+    with open(log) as handle:
+        recap = parse_recap(handle.read()).get('localhost', {})
     if rc == 0:
         return True, f"{recap.get('ok', 0)} ok, {recap.get('changed', 0)} changed"
     return False, f"rc={rc}, {recap.get('failed', 'no')} failed task"
-
-
-def recap_counts(log: str) -> Dict[str, int]:
-    """The PLAY RECAP counters of localhost in an ansible-playbook log."""
-    counts: Dict[str, int] = {}
-    with open(log) as handle:
-        for line in handle:
-            if line.startswith('localhost') and 'ok=' in line:
-                counts = {key: int(value) for key, value in (item.split('=') for item in line.split(':', 1)[1].split())}
-    return counts
 
 
 def run_row(row: Row, place: Place, build: ServerBuild) -> Row:
